@@ -1,0 +1,3 @@
+/** kho's public library API. */
+export * from './errors.ts';
+export * from './fdt/model.ts';
