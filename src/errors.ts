@@ -41,7 +41,12 @@ export function fdtErrno(code: FdtErrorCode): number {
 }
 
 /** Stable codes: libfdt's names, then kho's own (`KHO_*`, `SIM_*`, `CLI_*`, `IO_*`). */
-export type KhoErrorCode = FdtErrorCode | `KHO_${string}` | `SIM_${string}` | `CLI_${string}` | `IO_${string}`;
+export type KhoErrorCode =
+  | FdtErrorCode
+  | `KHO_${string}`
+  | `SIM_${string}`
+  | `CLI_${string}`
+  | `IO_${string}`;
 
 export interface KhoErrorInit {
   /** Byte offset in the input where the problem was found. */

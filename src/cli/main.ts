@@ -3,8 +3,8 @@
  * sub-commands and calls exported library functions, so the same calls are testable in-process.
  */
 import { Command, CommanderError } from 'commander';
-import { EXIT_USAGE, reportError } from './common.ts';
 import { registerCommands } from './commands/index.ts';
+import { EXIT_USAGE, reportError } from './common.ts';
 
 export function buildProgram(): Command {
   const program = new Command('kho')
@@ -23,7 +23,11 @@ export async function main(argv: string[]): Promise<number> {
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      )
         return 0;
       return EXIT_USAGE;
     }

@@ -20,7 +20,8 @@ function probe(name: OracleName): boolean {
   if (hit !== undefined) return hit;
   let ok = false;
   try {
-    if (name === 'pylibfdt') ok = spawnSync(PYTHON, ['-c', 'import libfdt'], { stdio: 'ignore' }).status === 0;
+    if (name === 'pylibfdt')
+      ok = spawnSync(PYTHON, ['-c', 'import libfdt'], { stdio: 'ignore' }).status === 0;
     else if (name === 'dtc') ok = spawnSync('dtc', ['--version'], { stdio: 'ignore' }).status === 0;
     else ok = spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
   } catch {
