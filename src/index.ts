@@ -1,3 +1,5 @@
 /** kho's public library API. */
+
+export * from './abi/profile.ts';
 export * from './errors.ts';
 export * from './fdt/model.ts';
