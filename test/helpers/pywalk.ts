@@ -22,7 +22,7 @@ export interface PyWalk {
   reserves: [string, string][];
 }
 
-const PROGRAM = String.raw`
+const PROGRAM = `
 import sys, json, struct, libfdt
 out = []
 for h in json.load(sys.stdin):
