@@ -1,0 +1,220 @@
+/**
+ * DTS printer: renders a devicetree exactly as Debian's dtc 1.6.1 prints it with
+ * `dtc -I dtb -O dts` (with `-f` when dtc's checks find errors and would otherwise refuse).
+ *
+ * Contract:
+ * - `toDts(tree)` returns the text dtc writes for the blob this tree encodes, byte for byte, as a
+ *   *binary string* (one character per byte, like the model's names). It is plain ASCII unless node or
+ *   property names hold bytes >= 0x80 (dtc copies names verbatim); `toDtsBytes` gives the exact bytes.
+ * - Layout as dtc's: `/dts-v1/;`, a blank line, one `/memreserve/\t0x%016x 0x%016x;` line per
+ *   reservation, then the tree: one tab per level, properties before sub-nodes in blob order, a blank
+ *   line before every sub-node, `/ {` for the root (and for any node whose name is empty), `};` to close.
+ * - Values are guessed as dtc 1.6.1 guesses them, with no other information (a blob has no labels and
+ *   no type markers, so no `&refs`, labels, `/bits/` or string lists are ever printed):
+ *   * empty: `name;`
+ *   * a string when the last byte is NUL, every byte is printable ASCII, NUL or one of \a\b\t\n\v\f\r,
+ *     and NULs are no more than half the bytes: `"..."` with the final NUL dropped and \a \b \t \n \v
+ *     \f \r \\ \" and inner NULs (`\0`) escaped, so a string list prints as `"a\0b"`;
+ *   * otherwise, when the length is a multiple of 4: big-endian cells `<0x01 0xabcdef12>` (lowercase,
+ *     at least two hex digits);
+ *   * otherwise bytes `[00 1f]`.
+ * - dtc's `name_properties` check removes redundant `name` properties, and this printer does too: when
+ *   every node's first `name` property is one NUL-terminated string, a node's first `name` property is
+ *   omitted if it equals the node's name up to the first `@`. (`dtcChecks: false` turns this off.)
+ * - dtc stops reading the reservation map at the first entry whose size is 0, so entries from there on
+ *   are not printed (libfdt and dtc agree on that terminator).
+ * - Iterative (an explicit stack, never recursion), linear in the size of the tree; it never throws on
+ *   any tree the reader produces.
+ */
+import type { FdtNode, FdtProperty, FdtReserveEntry, FdtTree } from './model.ts';
+
+export interface ToDtsOptions {
+  /** Apply the tree edits dtc's checks make before printing (dropping redundant `name` properties). Default true. */
+  dtcChecks?: boolean;
+}
+
+/** How dtc 1.6.1 would print a property value from a blob. */
+export type DtsValueKind = 'empty' | 'string' | 'cells' | 'bytes';
+
+const HEX2: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** C's isprint() in the C locale: 0x20..0x7e. */
+function isPrint(b: number): boolean {
+  return b >= 0x20 && b <= 0x7e;
+}
+
+/** dtc's isstring(): printable, NUL, or one of \a \b \t \n \v \f \r (0x07..0x0d). */
+function isStringByte(b: number): boolean {
+  return isPrint(b) || b === 0 || (b >= 0x07 && b <= 0x0d);
+}
+
+/** The form dtc 1.6.1 chooses for a property value that carries no type information. */
+export function dtsValueKind(value: Uint8Array): DtsValueKind {
+  const len = value.length;
+  if (len === 0) return 'empty';
+  let nul = 0;
+  let notString = false;
+  for (let i = 0; i < len; i++) {
+    const b = value[i]!;
+    if (b === 0) nul++;
+    else if (!isStringByte(b)) notString = true;
+  }
+  if (value[len - 1] === 0 && !notString && nul <= len - nul) return 'string';
+  return len % 4 === 0 ? 'cells' : 'bytes';
+}
+
+const STRING_ESCAPES: Record<number, string> = {
+  7: '\\a',
+  8: '\\b',
+  9: '\\t',
+  10: '\\n',
+  11: '\\v',
+  12: '\\f',
+  13: '\\r',
+  92: '\\\\',
+  34: '\\"',
+  0: '\\0',
+};
+
+function formatString(value: Uint8Array): string {
+  const parts: string[] = ['"'];
+  // The final byte is the terminating NUL, which dtc does not print.
+  for (let i = 0; i < value.length - 1; i++) {
+    const b = value[i]!;
+    const esc = STRING_ESCAPES[b];
+    if (esc !== undefined) parts.push(esc);
+    else if (isPrint(b)) parts.push(String.fromCharCode(b));
+    else parts.push(`\\x${HEX2[b]}`);
+  }
+  parts.push('"');
+  return parts.join('');
+}
+
+function formatCells(value: Uint8Array): string {
+  const parts: string[] = [];
+  for (let i = 0; i + 4 <= value.length; i += 4) {
+    const v = ((value[i]! << 24) | (value[i + 1]! << 16) | (value[i + 2]! << 8) | value[i + 3]!) >>> 0;
+    parts.push(v < 0x10 ? `0x0${v.toString(16)}` : `0x${v.toString(16)}`);
+  }
+  return `<${parts.join(' ')}>`;
+}
+
+function formatBytes(value: Uint8Array): string {
+  const parts: string[] = new Array(value.length);
+  for (let i = 0; i < value.length; i++) parts[i] = HEX2[value[i]!]!;
+  return `[${parts.join(' ')}]`;
+}
+
+/**
+ * The text after a property's name up to and including its `;` (no newline), as dtc prints it:
+ * `;` for an empty value, else ` = ` and the value in the form `dtsValueKind` picks.
+ */
+export function formatDtsValue(value: Uint8Array): string {
+  switch (dtsValueKind(value)) {
+    case 'empty':
+      return ';';
+    case 'string':
+      return ` = ${formatString(value)};`;
+    case 'cells':
+      return ` = ${formatCells(value)};`;
+    case 'bytes':
+      return ` = ${formatBytes(value)};`;
+  }
+}
+
+function hex16(v: bigint): string {
+  return (v & 0xffffffffffffffffn).toString(16).padStart(16, '0');
+}
+
+/** The `/memreserve/` lines dtc prints: entries up to (not including) the first of size 0. */
+function reserveLines(reserves: readonly FdtReserveEntry[]): string[] {
+  const out: string[] = [];
+  for (const r of reserves) {
+    if (r.size === 0n) break;
+    out.push(`/memreserve/\t0x${hex16(r.address)} 0x${hex16(r.size)};\n`);
+  }
+  return out;
+}
+
+/** Node name up to the first '@' (dtc's basename). */
+function baseName(name: string): string {
+  const at = name.indexOf('@');
+  return at < 0 ? name : name.slice(0, at);
+}
+
+function firstNameProp(node: FdtNode): FdtProperty | undefined {
+  for (const p of node.props) if (p.name === 'name') return p;
+  return undefined;
+}
+
+/** dtc's data_is_one_string(): non-empty, NUL-terminated, no NUL before the end. */
+function isOneString(v: Uint8Array): boolean {
+  if (v.length === 0 || v[v.length - 1] !== 0) return false;
+  return v.indexOf(0) === v.length - 1;
+}
+
+/**
+ * The `name` properties dtc's `name_properties` check deletes. The check only runs when its
+ * prerequisite `name_is_string` passed for every node of the tree.
+ */
+function redundantNameProps(root: FdtNode): Set<FdtProperty> {
+  const drop = new Set<FdtProperty>();
+  const stack: FdtNode[] = [root];
+  while (stack.length) {
+    const node = stack.pop()!;
+    const prop = firstNameProp(node);
+    if (prop) {
+      if (!isOneString(prop.value)) return new Set();
+      const base = baseName(node.name);
+      if (prop.value.length === base.length + 1 && latin1Equals(prop.value, base)) drop.add(prop);
+    }
+    for (const c of node.children) stack.push(c);
+  }
+  return drop;
+}
+
+function latin1Equals(bytes: Uint8Array, s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (bytes[i] !== s.charCodeAt(i)) return false;
+  return true;
+}
+
+interface Frame {
+  node: FdtNode;
+  indent: string;
+  next: number;
+}
+
+/** The tree as `dtc -I dtb -O dts` prints it, as a binary (latin1) string. */
+export function toDts(tree: FdtTree, opts: ToDtsOptions = {}): string {
+  const out: string[] = ['/dts-v1/;\n\n', ...reserveLines(tree.reserves)];
+  const drop = opts.dtcChecks === false ? new Set<FdtProperty>() : redundantNameProps(tree.root);
+
+  const open = (node: FdtNode, indent: string): Frame => {
+    out.push(`${indent}${node.name === '' ? '/' : node.name} {\n`);
+    const inner = `${indent}\t`;
+    for (const p of node.props) {
+      if (drop.has(p)) continue;
+      out.push(inner, p.name, formatDtsValue(p.value), '\n');
+    }
+    return { node, indent, next: 0 };
+  };
+
+  const stack: Frame[] = [open(tree.root, '')];
+  while (stack.length) {
+    const top = stack[stack.length - 1]!;
+    if (top.next < top.node.children.length) {
+      const child = top.node.children[top.next++]!;
+      out.push('\n');
+      stack.push(open(child, `${top.indent}\t`));
+    } else {
+      out.push(`${top.indent}};\n`);
+      stack.pop();
+    }
+  }
+  return out.join('');
+}
+
+/** `toDts` as the exact bytes dtc writes. */
+export function toDtsBytes(tree: FdtTree, opts: ToDtsOptions = {}): Uint8Array {
+  return new Uint8Array(Buffer.from(toDts(tree, opts), 'latin1'));
+}
