@@ -105,6 +105,16 @@ test('the kernel restore checks and our pointer checks', () => {
   const self = chunks([[0x1000n, 0x1000n, []]]);
   assert.equal(
     codeOf(() => decodeVmalloc(self, { first: 0x1000n, totalPages: 0, flags: 1, order: 0 })),
+    'KHO_VMALLOC_LOOP',
+  );
+  // Empty chunks beyond what total_pages needs (1 chunk, plus one spare).
+  const empties = chunks([
+    [0x1000n, 0x2000n, []],
+    [0x2000n, 0x3000n, []],
+    [0x3000n, 0n, []],
+  ]);
+  assert.equal(
+    codeOf(() => decodeVmalloc(empties, { first: 0x1000n, totalPages: 0, flags: 1, order: 0 })),
     'KHO_VMALLOC_TOO_MANY_CHUNKS',
   );
   const loop = chunks([
