@@ -1,0 +1,244 @@
+/**
+ * Sparse physical memory with real contents.
+ *
+ * Contract: a `PhysicalMemory` of any size (a 1 TiB machine included) costs only the pages that hold
+ * written data: a `Map` from page frame number to one page-sized `Uint8Array`. Reading a page that was
+ * never written gives zeros without allocating. Reads and writes take any physical address (`bigint`) and
+ * any length, crossing page boundaries freely; every access is checked against the address-space size
+ * given at construction and fails with `SIM_BAD_ADDRESS` (never a RangeError). `zero()` and `clear()` give
+ * pages back, so zeroed memory costs nothing again.
+ *
+ * `sha256(addr, len)` is the exact SHA-256 of the bytes in a range (limited to `MAX_HASH_BYTES`, since
+ * hashing a terabyte of zeros byte by byte is pointless); `digest(addr, len)` is a fast content
+ * fingerprint of any range, however large: two ranges of the same length have the same digest exactly
+ * when their contents are equal (up to SHA-256 collisions), because it hashes only the non-zero pages
+ * with their offsets. Invariant checkers use it to assert that preserved memory survived a kexec.
+ */
+import { createHash } from 'node:crypto';
+import { KhoError } from '../../errors.ts';
+
+/** Largest range `sha256()` hashes byte by byte (1 GiB). Use `digest()` beyond. */
+export const MAX_HASH_BYTES = 1n << 30n;
+/** Largest single `read()` (256 MiB): a read materialises its result. */
+export const MAX_READ_BYTES = 1 << 28;
+
+export class PhysicalMemory {
+  readonly pageSize: number;
+  readonly pageShift: bigint;
+  /** Size of the physical address space: valid addresses are `[0, limit)`. */
+  readonly limit: bigint;
+  private pages = new Map<number, Uint8Array>();
+
+  constructor(pageSize: number, limit: bigint) {
+    if (!Number.isInteger(pageSize) || pageSize < 512 || (pageSize & (pageSize - 1)) !== 0)
+      throw new KhoError('SIM_BAD_SPEC', `page size ${pageSize} is not a power of two >= 512`);
+    if (limit <= 0n || limit > 1n << 64n)
+      throw new KhoError('SIM_BAD_SPEC', `address space limit ${limit} out of range`);
+    this.pageSize = pageSize;
+    this.pageShift = BigInt(Math.log2(pageSize));
+    this.limit = limit;
+  }
+
+  /** Number of pages currently holding data (the memory cost is this times `pageSize`). */
+  get residentPages(): number {
+    return this.pages.size;
+  }
+
+  /** Bytes of host memory used for contents. */
+  get residentBytes(): number {
+    return this.pages.size * this.pageSize;
+  }
+
+  private check(addr: bigint, len: bigint, what: string): void {
+    if (addr < 0n || len < 0n || addr + len > this.limit)
+      throw new KhoError(
+        'SIM_BAD_ADDRESS',
+        `${what} of ${len} bytes at 0x${addr.toString(16)} is outside physical memory`,
+        {
+          path: `phys:0x${addr.toString(16)}`,
+          expected: `a range inside [0, 0x${this.limit.toString(16)})`,
+        },
+      );
+  }
+
+  /** Walk `[addr, addr+len)` page by page: `fn(pfn, offsetInPage, count, offsetInRange)`. */
+  private walk(
+    addr: bigint,
+    len: number,
+    fn: (pfn: number, off: number, count: number, done: number) => void,
+  ): void {
+    let pfn = Number(addr >> this.pageShift);
+    let off = Number(addr & BigInt(this.pageSize - 1));
+    let done = 0;
+    while (done < len) {
+      const count = Math.min(this.pageSize - off, len - done);
+      fn(pfn, off, count, done);
+      done += count;
+      pfn++;
+      off = 0;
+    }
+  }
+
+  /** Read `len` bytes at `addr` (zeros where nothing was written). */
+  read(addr: bigint, len: number): Uint8Array {
+    if (!Number.isSafeInteger(len) || len < 0 || len > MAX_READ_BYTES)
+      throw new KhoError('SIM_BAD_ADDRESS', `read length ${len} is not in [0, ${MAX_READ_BYTES}]`);
+    this.check(addr, BigInt(len), 'read');
+    const out = new Uint8Array(len);
+    this.walk(addr, len, (pfn, off, count, done) => {
+      const page = this.pages.get(pfn);
+      if (page) out.set(page.subarray(off, off + count), done);
+    });
+    return out;
+  }
+
+  /** Write `data` at `addr`. */
+  write(addr: bigint, data: Uint8Array): void {
+    this.check(addr, BigInt(data.length), 'write');
+    this.walk(addr, data.length, (pfn, off, count, done) => {
+      const src = data.subarray(done, done + count);
+      let page = this.pages.get(pfn);
+      if (!page) {
+        if (src.every((b) => b === 0)) return; // writing zeros to a zero page costs nothing
+        page = new Uint8Array(this.pageSize);
+        this.pages.set(pfn, page);
+      }
+      page.set(src, off);
+    });
+  }
+
+  /** Set `len` bytes at `addr` to `byte`. Filling with 0 gives whole pages back. */
+  fill(addr: bigint, len: bigint, byte: number): void {
+    if (!Number.isInteger(byte) || byte < 0 || byte > 255)
+      throw new KhoError('SIM_BAD_ARGUMENT', `fill byte ${byte} is not in [0, 255]`);
+    this.check(addr, len, 'fill');
+    if (len === 0n) return;
+    const ps = BigInt(this.pageSize);
+    const end = addr + len;
+    for (let p = addr >> this.pageShift; p << this.pageShift < end; p++) {
+      const pageStart = p << this.pageShift;
+      const from = addr > pageStart ? Number(addr - pageStart) : 0;
+      const to = end < pageStart + ps ? Number(end - pageStart) : this.pageSize;
+      const pfn = Number(p);
+      if (from === 0 && to === this.pageSize) {
+        if (byte === 0) this.pages.delete(pfn);
+        else this.pages.set(pfn, new Uint8Array(this.pageSize).fill(byte));
+        continue;
+      }
+      let page = this.pages.get(pfn);
+      if (!page) {
+        if (byte === 0) continue;
+        page = new Uint8Array(this.pageSize);
+        this.pages.set(pfn, page);
+      }
+      page.fill(byte, from, to);
+    }
+  }
+
+  /** Zero `len` bytes at `addr`. */
+  zero(addr: bigint, len: bigint): void {
+    this.fill(addr, len, 0);
+  }
+
+  /** Forget every page: what a power cycle does to DRAM. */
+  clear(): void {
+    this.pages.clear();
+  }
+
+  readU32(addr: bigint): number {
+    const b = this.read(addr, 4);
+    return new DataView(b.buffer).getUint32(0, true);
+  }
+
+  readU64(addr: bigint): bigint {
+    const b = this.read(addr, 8);
+    return new DataView(b.buffer).getBigUint64(0, true);
+  }
+
+  writeU32(addr: bigint, value: number): void {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, value >>> 0, true);
+    this.write(addr, b);
+  }
+
+  writeU64(addr: bigint, value: bigint): void {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, value), true);
+    this.write(addr, b);
+  }
+
+  /** Page frame numbers holding data inside `[addr, addr+len)`, ascending. */
+  residentPfnsIn(addr: bigint, len: bigint): number[] {
+    this.check(addr, len, 'scan');
+    if (len === 0n) return [];
+    const first = Number(addr >> this.pageShift);
+    const last = Number((addr + len - 1n) >> this.pageShift);
+    const out: number[] = [];
+    if (last - first + 1 <= this.pages.size) {
+      for (let p = first; p <= last; p++) if (this.pages.has(p)) out.push(p);
+    } else {
+      for (const p of this.pages.keys()) if (p >= first && p <= last) out.push(p);
+      out.sort((a, b) => a - b);
+    }
+    return out;
+  }
+
+  /** Exact SHA-256 (hex) of the bytes in `[addr, addr+len)`; `len` at most `MAX_HASH_BYTES`. */
+  sha256(addr: bigint, len: bigint): string {
+    if (len > MAX_HASH_BYTES)
+      throw new KhoError(
+        'SIM_BAD_ARGUMENT',
+        `sha256 of ${len} bytes exceeds ${MAX_HASH_BYTES}; use digest()`,
+      );
+    this.check(addr, len, 'hash');
+    const h = createHash('sha256');
+    const zero = new Uint8Array(this.pageSize);
+    this.walk(addr, Number(len), (pfn, off, count) => {
+      const page = this.pages.get(pfn);
+      h.update((page ?? zero).subarray(off, off + count));
+    });
+    return h.digest('hex');
+  }
+
+  /**
+   * Content fingerprint of `[addr, addr+len)` of any size: SHA-256 over the length and, for every
+   * page in the range holding a non-zero byte, its offset in the range and its bytes in the range.
+   */
+  digest(addr: bigint, len: bigint): string {
+    this.check(addr, len, 'digest');
+    const h = createHash('sha256');
+    h.update(`len:${len.toString(16)};`);
+    const end = addr + len;
+    for (const pfn of this.residentPfnsIn(addr, len)) {
+      const page = this.pages.get(pfn)!;
+      const pageStart = BigInt(pfn) << this.pageShift;
+      const from = addr > pageStart ? Number(addr - pageStart) : 0;
+      const to = end < pageStart + BigInt(this.pageSize) ? Number(end - pageStart) : this.pageSize;
+      const slice = page.subarray(from, to);
+      if (slice.every((b) => b === 0)) continue;
+      h.update(`@${(pageStart + BigInt(from) - addr).toString(16)}:${slice.length};`);
+      h.update(slice);
+    }
+    return h.digest('hex');
+  }
+
+  /** A deep copy of the contents (for before/after comparisons in tests and checkers). */
+  snapshot(): MemorySnapshot {
+    const copy = new Map<number, Uint8Array>();
+    for (const [pfn, page] of this.pages) copy.set(pfn, page.slice());
+    return { pageSize: this.pageSize, pages: copy };
+  }
+
+  /** Replace the contents with a snapshot's. */
+  restore(snap: MemorySnapshot): void {
+    if (snap.pageSize !== this.pageSize)
+      throw new KhoError('SIM_BAD_ARGUMENT', `snapshot page size ${snap.pageSize} != ${this.pageSize}`);
+    this.pages = new Map();
+    for (const [pfn, page] of snap.pages) this.pages.set(pfn, page.slice());
+  }
+}
+
+export interface MemorySnapshot {
+  readonly pageSize: number;
+  readonly pages: ReadonlyMap<number, Uint8Array>;
+}
