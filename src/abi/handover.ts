@@ -395,6 +395,7 @@ export function decodeHandover(input: HandoverInput): Handover {
     findings,
   };
   let wholeAt: bigint | undefined;
+  let given: number | undefined;
   let preserved: PreservedSummary | undefined;
   if (root) {
     const mem = input.memory;
@@ -403,6 +404,7 @@ export function decodeHandover(input: HandoverInput): Handover {
     }
     if (root.truncation) {
       const t = root.truncation;
+      given = t.have;
       const whole = mem ? findWholeRoot(mem, preserved?.list, root, profile) : undefined;
       if (whole) {
         wholeAt = whole.at;
@@ -439,7 +441,7 @@ export function decodeHandover(input: HandoverInput): Handover {
       detected: root.detected,
       ...(root.memoryMap !== undefined ? { memoryMap: root.memoryMap } : {}),
       totalsize: root.blob.header.totalsize,
-      have: root.truncation ? root.truncation.have : root.blob.header.totalsize,
+      have: given ?? root.blob.header.totalsize,
       ...(wholeAt !== undefined ? { wholeAt } : {}),
       subtrees: root.subtrees.map((s) => ({
         name: s.name,
@@ -715,8 +717,13 @@ export function diffHandovers(a: Handover, b: Handover): HandoverDiff {
     const t = bm.get(s.name);
     if (!t) continue;
     const changes: { field: string; a?: unknown; b?: unknown }[] = [];
-    for (const f of ['phys', 'size', 'kind'] as const) {
-      if (stable(s[f]) !== stable(t[f])) changes.push({ field: f, a: s[f], b: t[f] });
+    for (const f of ['phys', 'size'] as const) {
+      // A side that does not know the address (a debugfs file the cut-short root does not list) is no change.
+      if (s[f] !== undefined && t[f] !== undefined && s[f] !== t[f])
+        changes.push({ field: f, a: s[f], b: t[f] });
+    }
+    if (s.source !== 'none' && t.source !== 'none' && s.kind !== t.kind) {
+      changes.push({ field: 'kind', a: s.kind, b: t.kind });
     }
     const content = (x: SubBlob) =>
       stable([x.memblock?.regions, x.khoTest, x.metadata, x.luo, x.fdt, x.preview]);

@@ -1,4 +1,11 @@
 import type { Command } from 'commander';
+import { registerDiff } from './diff.ts';
+import { registerInspect } from './inspect.ts';
+import { registerValidate } from './validate.ts';
 
 /** Every command group registers itself here. */
-export function registerCommands(_program: Command): void {}
+export function registerCommands(program: Command): void {
+  registerInspect(program);
+  registerValidate(program);
+  registerDiff(program);
+}

@@ -1,0 +1,78 @@
+/**
+ * `kho validate FDT|DIR [--memory IMAGE] [--profile P] [--json]`: every finding of a handover (root FDT,
+ * sub-blobs, preserved-memory map when an image is given), each with a code, a path and a severity.
+ * Exit status: 0 valid (no finding of severity `error`), 1 invalid or unreadable, 2 usage.
+ */
+import type { Command } from 'commander';
+import { PROFILE_NAMES } from '../../abi/profile.ts';
+import { type Finding, KhoError } from '../../errors.ts';
+import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, reportError, toJson } from '../common.ts';
+import { type InspectOptions, type Io, loadForCli, stdio } from './inspect.ts';
+import { findingLine } from './inspect-format.ts';
+
+export interface ValidateResult {
+  path: string;
+  valid: boolean;
+  errors: number;
+  warnings: number;
+  findings: Finding[];
+}
+
+export function runValidate(path: string, opts: InspectOptions, io: Io = stdio): number {
+  let findings: Finding[];
+  try {
+    findings = loadForCli(path, opts).findings;
+  } catch (e) {
+    if (e instanceof KhoError && e.code === 'CLI_BAD_PROFILE') {
+      reportError(path, e);
+      return EXIT_USAGE;
+    }
+    if (!(e instanceof KhoError)) {
+      reportError(path, e);
+      return EXIT_INVALID;
+    }
+    findings = [
+      {
+        code: e.code,
+        severity: 'error',
+        message: e.message,
+        ...(e.path !== undefined ? { path: e.path } : {}),
+        ...(e.offset !== undefined ? { offset: e.offset } : {}),
+        ...(e.expected !== undefined ? { expected: e.expected } : {}),
+      },
+    ];
+  }
+  const errors = findings.filter((f) => f.severity === 'error').length;
+  const warnings = findings.filter((f) => f.severity === 'warning').length;
+  const res: ValidateResult = { path, valid: errors === 0, errors, warnings, findings };
+  if (opts.json) {
+    io.out(`${toJson(res)}\n`);
+  } else {
+    for (const f of findings) io.out(`${path}: ${findingLine(f)}\n`);
+    io.out(
+      `${path}: ${res.valid ? 'valid' : 'INVALID'} (${errors} errors, ${warnings} warnings, ${findings.length - errors - warnings} notes)\n`,
+    );
+  }
+  return res.valid ? EXIT_OK : EXIT_INVALID;
+}
+
+export function registerValidate(program: Command): void {
+  program
+    .command('validate')
+    .description('check a KHO handover and list every finding; exit 0 valid, 1 invalid')
+    .argument('<path>', 'root FDT file, sub-blob file, or debugfs directory (kho/out or kho/in)')
+    .option('-m, --memory <image>', 'physical memory: raw file, ELF core, or directory of <16 hex>.bin files')
+    .option('-p, --profile <profile>', `judge by this ABI profile (${PROFILE_NAMES.join(', ')})`)
+    .option('--json', 'JSON output: { path, valid, errors, warnings, findings[] }')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  kho validate /sys/kernel/debug/kho/in/fdt
+  kho validate /sys/kernel/debug/kho/out --memory /proc/vmcore --json
+  kho validate fdt --profile kho-v3      # would a kho-v3 kernel accept it?`,
+    )
+    .action((path: string, opts: InspectOptions) => {
+      process.exitCode = runValidate(path, opts);
+    });
+}
