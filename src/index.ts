@@ -2,6 +2,7 @@
 
 export * from './abi/profile.ts';
 export * from './errors.ts';
+export * from './fdt/dts.ts';
 export * from './fdt/header.ts';
 export * from './fdt/model.ts';
 export * from './fdt/reader.ts';

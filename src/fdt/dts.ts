@@ -18,14 +18,23 @@
  *   * otherwise, when the length is a multiple of 4: big-endian cells `<0x01 0xabcdef12>` (lowercase,
  *     at least two hex digits);
  *   * otherwise bytes `[00 1f]`.
- * - dtc's `name_properties` check removes redundant `name` properties, and this printer does too: when
- *   every node's first `name` property is one NUL-terminated string, a node's first `name` property is
- *   omitted if it equals the node's name up to the first `@`. (`dtcChecks: false` turns this off.)
+ * - dtc's `name_properties` check removes redundant `name` properties, and this printer does too: a
+ *   node's first `name` property is omitted when it equals the node's name up to the first `@` plus a
+ *   NUL. dtc runs its checks in order and stops at the first that fails with an error, so this happens
+ *   only when the checks before it pass for the whole tree: no duplicate sibling node names, no
+ *   duplicate property names within a node, node names of [A-Za-z0-9,._+@-] with at most one `@`,
+ *   property names of [A-Za-z0-9,._+*#?-], and every first `name` property one NUL-terminated string.
+ *   (`dtcChecks: false` turns this off.)
  * - dtc stops reading the reservation map at the first entry whose size is 0, so entries from there on
  *   are not printed (libfdt and dtc agree on that terminator).
- * - Iterative (an explicit stack, never recursion), linear in the size of the tree; it never throws on
- *   any tree the reader produces.
+ * - Iterative (an explicit stack, never recursion). The text is linear in the tree's size except for
+ *   indentation, which grows with depth (as dtc's does): a 4096-deep chain, the reader's limit, prints
+ *   as ~25 MB. A tree whose text could exceed the longest string JavaScript holds (~512 MiB) is refused
+ *   up front with `KHO_DTS_TOO_LARGE` instead of exhausting memory; no tree the reader accepts from a
+ *   blob under ~64 MiB comes near that.
  */
+import { constants } from 'node:buffer';
+import { KhoError } from '../errors.ts';
 import type { FdtNode, FdtProperty, FdtReserveEntry, FdtTree } from './model.ts';
 
 export interface ToDtsOptions {
@@ -153,21 +162,46 @@ function isOneString(v: Uint8Array): boolean {
   return v.indexOf(0) === v.length - 1;
 }
 
+/** Characters dtc's node_name_chars and property_name_chars checks accept. */
+const NODE_NAME_OK = /^[A-Za-z0-9,._+@-]*$/;
+const PROP_NAME_OK = /^[A-Za-z0-9,._+*#?-]*$/;
+
+function hasDuplicate(names: readonly string[]): boolean {
+  return new Set(names).size !== names.length;
+}
+
 /**
- * The `name` properties dtc's `name_properties` check deletes. The check only runs when its
- * prerequisite `name_is_string` passed for every node of the tree.
+ * Whether dtc's error checks that run before `name_properties` all pass, so that dtc gets to run it:
+ * duplicate_node_names, duplicate_property_names, node_name_chars, node_name_format,
+ * property_name_chars and name_is_string (dtc skips every later check once one has failed).
  */
+function nameCheckRuns(root: FdtNode): boolean {
+  const stack: FdtNode[] = [root];
+  while (stack.length) {
+    const node = stack.pop()!;
+    if (!NODE_NAME_OK.test(node.name)) return false;
+    if (node.name.indexOf('@') !== node.name.lastIndexOf('@')) return false;
+    if (hasDuplicate(node.children.map((c) => c.name))) return false;
+    if (hasDuplicate(node.props.map((p) => p.name))) return false;
+    for (const p of node.props) if (!PROP_NAME_OK.test(p.name)) return false;
+    const name = firstNameProp(node);
+    if (name && !isOneString(name.value)) return false;
+    for (const c of node.children) stack.push(c);
+  }
+  return true;
+}
+
+/** The `name` properties dtc's `name_properties` check deletes (none if dtc never runs it). */
 function redundantNameProps(root: FdtNode): Set<FdtProperty> {
   const drop = new Set<FdtProperty>();
+  if (!nameCheckRuns(root)) return drop;
   const stack: FdtNode[] = [root];
   while (stack.length) {
     const node = stack.pop()!;
     const prop = firstNameProp(node);
-    if (prop) {
-      if (!isOneString(prop.value)) return new Set();
-      const base = baseName(node.name);
-      if (prop.value.length === base.length + 1 && latin1Equals(prop.value, base)) drop.add(prop);
-    }
+    const base = baseName(node.name);
+    // nameCheckRuns guarantees the value is one NUL-terminated string.
+    if (prop && prop.value.length === base.length + 1 && latin1Equals(prop.value, base)) drop.add(prop);
     for (const c of node.children) stack.push(c);
   }
   return drop;
@@ -178,6 +212,22 @@ function latin1Equals(bytes: Uint8Array, s: string): boolean {
   return true;
 }
 
+/**
+ * An upper bound on the text's length, computed without building it: every line's indentation,
+ * names and punctuation exactly, and at most 4 characters per value byte (plus delimiters).
+ */
+function dtsLengthBound(tree: FdtTree): number {
+  let total = 16 + tree.reserves.length * 56;
+  const stack: [FdtNode, number][] = [[tree.root, 0]];
+  while (stack.length) {
+    const [n, depth] = stack.pop()!;
+    total += 2 * depth + n.name.length + 8;
+    for (const p of n.props) total += depth + 1 + p.name.length + 4 * p.value.length + 8;
+    for (const c of n.children) stack.push([c, depth + 1]);
+  }
+  return total;
+}
+
 interface Frame {
   node: FdtNode;
   indent: string;
@@ -186,6 +236,12 @@ interface Frame {
 
 /** The tree as `dtc -I dtb -O dts` prints it, as a binary (latin1) string. */
 export function toDts(tree: FdtTree, opts: ToDtsOptions = {}): string {
+  const bound = dtsLengthBound(tree);
+  if (bound > constants.MAX_STRING_LENGTH) {
+    throw new KhoError('KHO_DTS_TOO_LARGE', `the DTS text could take ${bound} characters`, {
+      expected: `at most ${constants.MAX_STRING_LENGTH} characters (a shallower or smaller tree)`,
+    });
+  }
   const out: string[] = ['/dts-v1/;\n\n', ...reserveLines(tree.reserves)];
   const drop = opts.dtcChecks === false ? new Set<FdtProperty>() : redundantNameProps(tree.root);
 
