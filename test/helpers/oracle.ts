@@ -6,13 +6,13 @@
  * scripts/setup-oracles.sh (run by `npm test`) installs them.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 
 export const PYTHON = '/usr/bin/python3';
-type OracleName = 'dtc' | 'fdtdump' | 'fdtget' | 'pylibfdt' | 'cc';
+type OracleName = 'dtc' | 'fdtdump' | 'fdtget' | 'pylibfdt' | 'cc' | 'libfdt-dev';
 
 const cache = new Map<OracleName, boolean>();
 function probe(name: OracleName): boolean {
@@ -22,6 +22,7 @@ function probe(name: OracleName): boolean {
   try {
     if (name === 'pylibfdt')
       ok = spawnSync(PYTHON, ['-c', 'import libfdt'], { stdio: 'ignore' }).status === 0;
+    else if (name === 'libfdt-dev') ok = existsSync('/usr/include/libfdt.h');
     else if (name === 'dtc') ok = spawnSync('dtc', ['--version'], { stdio: 'ignore' }).status === 0;
     else ok = spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
   } catch {
