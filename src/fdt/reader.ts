@@ -18,7 +18,7 @@
  *   bytes go; `blob.truncation` says what was cut. Otherwise it is FDT_ERR_TRUNCATED.
  */
 import { KhoError } from '../errors.ts';
-import { be32, checkHeader, type FdtHeader, HDR, readHeader } from './header.ts';
+import { be32, checkHeader, type FdtHeader, HDR, headerSizeForVersion, readHeader } from './header.ts';
 import {
   FDT_BEGIN_NODE,
   FDT_END,
@@ -214,6 +214,17 @@ export function lookupPath(root: FdtNodeView, path: string): FdtNodeView | undef
 export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
   const maxDepth = opts.maxDepth ?? 4096;
   const header = readHeader(input);
+  if (input.length < headerSizeForVersion(header.version)) {
+    // fdt_check_full: a buffer shorter than its own version's header is cut short, whatever it says.
+    throw new KhoError(
+      'FDT_ERR_TRUNCATED',
+      `blob is ${input.length} bytes, shorter than a version ${header.version} header`,
+      {
+        offset: input.length,
+        expected: `at least ${headerSizeForVersion(header.version)} bytes`,
+      },
+    );
+  }
   checkHeader(header);
   if (header.version < 16) {
     throw new KhoError(
@@ -261,7 +272,8 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
     }
     const address = buf.readBigUInt64BE(off);
     const size = buf.readBigUInt64BE(off + 8);
-    if (address === 0n && size === 0n) break;
+    // libfdt's fdt_num_mem_rsv() (and the kernel) end the list at the first entry of size 0.
+    if (size === 0n) break;
     reserves.push({ address, size });
   }
 
@@ -270,8 +282,8 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
   const structLimit = header.version >= 17 ? structBase + header.sizeDtStruct : header.totalsize;
   const end = Math.min(structLimit, limit);
   const strBase = header.offDtStrings;
-  const strEnd =
-    header.version >= 17 || header.sizeDtStrings ? strBase + header.sizeDtStrings : header.totalsize;
+  // fdt_get_string bounds a name by size_dt_strings from version 17 on, by totalsize before.
+  const strEnd = header.version >= 17 ? strBase + header.sizeDtStrings : header.totalsize;
   const names = new Map<number, string>();
   const cut = () => truncation !== null && end < structLimit;
 
@@ -279,14 +291,18 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
     const cached = names.get(nameoff);
     if (cached !== undefined) return { name: cached };
     const abs = strBase + nameoff;
-    if (nameoff >= header.sizeDtStrings && header.version >= 17) {
+    if (
+      (nameoff >= header.sizeDtStrings && header.version >= 17) ||
+      nameoff > 0x7fffffff ||
+      abs >= header.totalsize
+    ) {
       throw new KhoError(
         'FDT_ERR_BADOFFSET',
         `property name offset ${nameoff} is outside the strings block`,
         {
           offset: at + 8,
           path: path(),
-          expected: `nameoff < size_dt_strings (${header.sizeDtStrings})`,
+          expected: `nameoff < ${header.version >= 17 ? `size_dt_strings (${header.sizeDtStrings})` : header.totalsize - strBase}`,
         },
       );
     }
@@ -317,8 +333,14 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
   let pos = structBase;
   let finished = false;
   const here = () => (cur ? nodePath(cur) : '/');
-  const premature = (what: string, at: number): never => {
-    throw new KhoError('FDT_ERR_TRUNCATED', `${what} runs past the end of the structure block`, {
+  // fdt_next_tag: a tag that does not fit is FDT_ERR_TRUNCATED, a name or value that does not fit
+  // after its tag FDT_ERR_BADSTRUCTURE.
+  const premature = (
+    what: string,
+    at: number,
+    code: 'FDT_ERR_TRUNCATED' | 'FDT_ERR_BADSTRUCTURE' = 'FDT_ERR_BADSTRUCTURE',
+  ): never => {
+    throw new KhoError(code, `${what} runs past the end of the structure block`, {
       offset: at,
       path: here(),
       expected: `structure block ending at ${structLimit}`,
@@ -328,7 +350,7 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
   outer: while (true) {
     if (pos + 4 > end) {
       if (cut()) break;
-      premature('tag', pos);
+      premature('tag', pos, 'FDT_ERR_TRUNCATED');
     }
     const tag = be32(bytes, pos);
     switch (tag) {
@@ -394,7 +416,10 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
         const len = be32(bytes, pos + 4);
         const nameoff = be32(bytes, pos + 8);
         const vstart = pos + 12;
-        if (vstart + len > end) {
+        // libfdt steps 12 + len in 32 bits, so a length >= 0xfffffff4 wraps to a short step it accepts
+        // (or loops on): kho refuses it, after the name check libfdt makes first.
+        const wraps = 12 + len >= 0x1_0000_0000;
+        if (vstart + len > end && !wraps) {
           if (cut()) break outer;
           premature(`property value of ${len} bytes`, vstart);
         }
@@ -406,6 +431,17 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
         }
         const node = cur;
         const n = getName(nameoff, pos, () => nodePath(node));
+        if (wraps) {
+          throw new KhoError(
+            'FDT_ERR_BADSTRUCTURE',
+            `property length 0x${len.toString(16)} wraps around 2^32`,
+            {
+              offset: pos + 4,
+              path: nodePath(node),
+              expected: `a length <= ${Math.max(0, end - vstart)}`,
+            },
+          );
+        }
         const prop: FdtPropView = {
           name: n.name,
           value: bytes.subarray(vstart, vstart + len),
@@ -418,6 +454,13 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
         break;
       }
       case FDT_NOP:
+        if (root && depth === 0) {
+          // fdt_check_full: only FDT_END may follow the root node.
+          throw new KhoError('FDT_ERR_BADSTRUCTURE', 'FDT_NOP after the root node', {
+            offset: pos,
+            expected: 'FDT_END after the root node',
+          });
+        }
         pos += 4;
         break;
       case FDT_END:
