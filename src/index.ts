@@ -6,6 +6,7 @@ export * from './fdt/dts.ts';
 export * from './fdt/header.ts';
 export * from './fdt/model.ts';
 export * from './fdt/reader.ts';
+export * from './fdt/validate.ts';
 export * from './fdt/values.ts';
 export { type DtcOptions, dtcRunsNameCheck, encodeDtc } from './fdt/write-dtc.ts';
 export { FdtRw, type FdtRwProperty } from './fdt/write-rw.ts';
