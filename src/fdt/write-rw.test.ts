@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { isKhoError } from '../errors.ts';
 import { FdtRw } from './write-rw.ts';
 import { FdtSw } from './write-sw.ts';
@@ -169,4 +170,47 @@ test('openInto rejects hostile blobs with KhoError, never a crash', () => {
       assert.ok(isKhoError(e), `not a KhoError: ${e}`);
     }
   }
+});
+
+test('openInto and edits on randomly corrupted blobs only ever throw KhoError', () => {
+  const rw0 = FdtRw.createEmptyTree(400);
+  const a = rw0.addSubnode(0, 'a@1');
+  rw0.setprop(a, 'reg', new Uint8Array([1, 2, 3, 4]));
+  rw0.setprop(0, 'compatible', new Uint8Array([0x6b, 0]));
+  rw0.addMemRsv(0x1000n, 0x10n);
+  rw0.pack();
+  const good = rw0.blob();
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.nat({ max: good.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+        minLength: 1,
+        maxLength: 6,
+      }),
+      fc.integer({ min: 0, max: 600 }),
+      (flips, size) => {
+        const b = good.slice();
+        for (const [i, v] of flips) b[i] = v;
+        try {
+          const rw = FdtRw.openInto(b, size);
+          for (const path of ['/', '/a']) {
+            try {
+              const off = rw.pathOffset(path);
+              rw.properties(off);
+              rw.setprop(off, 'reg', new Uint8Array(6));
+              rw.addSubnode(off, 'n');
+              rw.delprop(off, 'compatible');
+              rw.delNode(rw.pathOffset(`${path === '/' ? '' : path}/n`));
+            } catch (e) {
+              if (!isKhoError(e)) throw e;
+            }
+          }
+          rw.pack();
+          rw.reopen(Math.min(size, rw.buffer.length));
+        } catch (e) {
+          if (!isKhoError(e)) throw e;
+        }
+      },
+    ),
+    { numRuns: 400, seed: 1 },
+  );
 });

@@ -246,6 +246,7 @@ const DTC_PROP_NAMES = [
   'compatible',
   'name',
   'phandle',
+  'linux,phandle',
   'ze',
   'bad name',
 ];
@@ -741,5 +742,144 @@ json.dump(out, sys.stdout)
     });
     assert.equal(code, rcName(rc), `blob ${i}`);
     if (rc === 0) assert.equal(got, buf, `blob ${i}`);
+  });
+});
+
+/** The blocks of a blob whose reservation map runs up to its structure block (dtc and libfdt layouts). */
+function blocks(b: Uint8Array): { rsv: Uint8Array; struct: Uint8Array; strings: Uint8Array; boot: number } {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const offStruct = dv.getUint32(8);
+  const offStrings = dv.getUint32(12);
+  return {
+    rsv: b.slice(dv.getUint32(16), offStruct),
+    struct: b.slice(offStruct, offStruct + dv.getUint32(36)),
+    strings: b.slice(offStrings, offStrings + dv.getUint32(32)),
+    boot: dv.getUint32(28),
+  };
+}
+
+/** A blob with the three blocks in `order`, `gap` zero bytes before each, header version `version`. */
+function relayout(
+  b: Uint8Array,
+  order: ('rsv' | 'struct' | 'strings')[],
+  gap: number,
+  version: number,
+): Uint8Array {
+  const bl = blocks(b);
+  const parts: Uint8Array[] = [];
+  const offs: Record<string, number> = {};
+  let at = 40;
+  for (const k of order) {
+    at += gap;
+    parts.push(new Uint8Array(gap));
+    offs[k] = at;
+    parts.push(bl[k]);
+    at += bl[k].length;
+  }
+  const out = new Uint8Array(at);
+  let p = 40;
+  for (const part of parts) {
+    out.set(part, p);
+    p += part.length;
+  }
+  const dv = new DataView(out.buffer);
+  const fields = [
+    0xd00dfeed,
+    at,
+    offs.struct,
+    offs.strings,
+    offs.rsv,
+    version,
+    16,
+    bl.boot,
+    bl.strings.length,
+  ];
+  fields.forEach((v, i) => dv.setUint32(i * 4, v as number));
+  // Version 16 headers end before size_dt_struct: put junk there that libfdt must not use.
+  dv.setUint32(36, version >= 17 ? bl.struct.length : 0xdeadbeef);
+  return out;
+}
+
+test('FdtRw.openInto / openInPlace: reordered, gapped and version-16 layouts relocate like fdt_open_into', (t) => {
+  if (!oracle(t, 'pylibfdt')) return;
+  const trees = fc.sample(treeArb, { numRuns: 12, seed: 11 });
+  type Order = ('rsv' | 'struct' | 'strings')[];
+  const orders: Order[] = [
+    ['rsv', 'struct', 'strings'],
+    ['rsv', 'strings', 'struct'],
+    ['struct', 'rsv', 'strings'],
+    ['strings', 'struct', 'rsv'],
+  ];
+  const cases: { blob: Uint8Array; size: number; inPlace: boolean }[] = [];
+  trees.forEach((tr, i) => {
+    const base = encodeDtc(tr);
+    for (const order of orders) {
+      for (const gap of [0, 8]) {
+        const blob = relayout(base, order, gap, i % 2 ? 16 : 17);
+        for (const extra of [0, 40, 400]) {
+          cases.push({ blob, size: blob.length + extra, inPlace: false });
+          cases.push({ blob, size: blob.length + extra, inPlace: true });
+        }
+      }
+    }
+  });
+  const PY = `
+import sys, json, libfdt
+out = []
+for h, size, inplace in json.load(sys.stdin):
+    src = bytearray.fromhex(h)
+    if inplace:
+        buf = src + bytearray(max(0, size - len(src)))
+        rc = libfdt.fdt_open_into(buf, buf, size)
+    else:
+        buf = bytearray(size)
+        rc = libfdt.fdt_open_into(src, buf, size)
+    out.append([rc, buf.hex()])
+json.dump(out, sys.stdout)
+`;
+  const want = JSON.parse(
+    runPython(
+      PY,
+      cases.map((c) => [hex(c.blob), c.size, c.inPlace]),
+    ).toString(),
+  ) as [number, string][];
+  let reordered = 0;
+  cases.forEach((c, i) => {
+    const [rc, buf] = want[i] as [number, string];
+    let got = '';
+    const code = outcome(() => {
+      if (c.inPlace) {
+        const b = new Uint8Array(Math.max(c.size, c.blob.length));
+        b.set(c.blob);
+        got = hex(FdtRw.openInPlace(b, c.size).bytes());
+      } else {
+        got = hex(FdtRw.openInto(c.blob, c.size).bytes());
+      }
+    });
+    assert.equal(code, rcName(rc), `case ${i}`);
+    if (rc === 0) {
+      assert.equal(got, buf, `case ${i}: in place ${c.inPlace}, size ${c.size}`);
+      if (got.slice(32, 40) === '00000028' && hex(c.blob).slice(32, 40) !== '00000028') reordered++;
+    }
+  });
+  assert.ok(reordered > 20, `reordering path taken ${reordered} times`);
+});
+
+test('dtc ignores the input layout and version: reordered and version-16 inputs give encodeDtc bytes', (t) => {
+  if (!oracle(t, 'dtc')) return;
+  const trees = fc.sample(treeArb, { numRuns: 20, seed: 21 });
+  const jobs = trees.map((tr, i) => ({
+    tr,
+    input: relayout(
+      encodeSw(tr),
+      i % 2 ? ['strings', 'struct', 'rsv'] : ['rsv', 'struct', 'strings'],
+      8,
+      i % 4 < 2 ? 16 : 17,
+    ),
+    args: [] as string[],
+  }));
+  withTempDir((dir) => {
+    const outs = runDtc(dir, jobs);
+    jobs.forEach((j, i) => assert.equal(hex(encodeDtc(j.tr)), hex(outs[i] as Uint8Array), `tree ${i}`));
   });
 });
