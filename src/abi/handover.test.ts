@@ -1,0 +1,209 @@
+/**
+ * Whole handovers of the real 7.3.4 vectors: preserved memory equal to the independent decoder's
+ * preserved.json and meta.json counts, metadata equal to the next kernel's `KHO: exec from:` line,
+ * reserve_mem regions equal to the next kernel's `Revived memory reservation` line and its in/ blob,
+ * the cut-short out/fdt found whole in memory at the address the capture notes give, and the debugfs
+ * quirks (no out/fdt after a KHO boot, a reused LUO page) reported instead of trusted.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { decodeHandover, diffHandovers, loadHandoverPath, subtractRanges } from './handover.ts';
+import { memoryFromBytes } from './memory/image.ts';
+
+const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
+const SCENARIOS = [
+  'flat-explicit',
+  'numa-explicit',
+  'default-scale',
+  'bad-scratch',
+  'three-hops',
+  'luo-memfd',
+];
+
+interface Meta {
+  notes?: string[];
+  preserved?: { count: number; by_order: Record<string, number>; bytes: number; ranges: number };
+  out_root?: number;
+}
+const meta = (p: string): Meta => JSON.parse(readFileSync(join(VEC, p, 'meta.json'), 'utf8'));
+const dmesg = (p: string) =>
+  existsSync(join(VEC, p, 'dmesg')) ? readFileSync(join(VEC, p, 'dmesg'), 'utf8') : '';
+
+for (const sc of SCENARIOS) {
+  test(`${sc} stage1 out/ + mem/: preserved memory, whole root, metadata, reserve_mem`, () => {
+    const s1 = `${sc}/stage1`;
+    const h = loadHandoverPath(join(VEC, s1, 'out'), { memoryPath: join(VEC, s1, 'mem') });
+    const m = meta(s1);
+    // Preserved blocks: exactly the independent decoder's list.
+    const expected = JSON.parse(readFileSync(join(VEC, s1, 'preserved.json'), 'utf8')) as [string, number][];
+    assert.ok(h.preserved, JSON.stringify(h.findings));
+    assert.deepEqual(
+      h.preserved.list.map((b) => [`0x${b.pa.toString(16)}`, b.order]),
+      expected,
+    );
+    assert.equal(h.preserved.blocks, m.preserved!.count);
+    assert.equal(h.preserved.bytes, BigInt(m.preserved!.bytes));
+    assert.equal(h.preserved.ranges.length, m.preserved!.ranges);
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(h.preserved.byOrder).map(([k, v]) => [k, v])),
+      Object.fromEntries(Object.entries(m.preserved!.by_order).sort(([a], [b]) => Number(a) - Number(b))),
+    );
+    assert.equal(h.root?.memoryMap, BigInt(m.out_root!));
+    // The cut-short out/fdt: said so, and the whole blob found where the capture found it.
+    const note = m.notes!.find((n) => n.includes('whole blob found at phys'))!;
+    const at = BigInt(note.match(/0x[0-9a-f]+/)![0]);
+    assert.equal(h.root?.wholeAt, at);
+    const cut = h.findings.find((f) => f.code === 'KHO_FDT_CUT_SHORT')!;
+    const [, have, total] = m.notes![0]!.match(/has (\d+) bytes, header totalsize (\d+)/)!;
+    assert.match(
+      cut.message,
+      new RegExp(`${have} of ${total} bytes \\(${Number(total) - Number(have)} missing\\)`),
+    );
+    assert.ok(Buffer.from(readFileSync(join(VEC, s1, 'out/fdt.whole'))).length === Number(total));
+    assert.deepEqual(
+      h.subBlobs.map((s) => [s.name, s.source]),
+      h.root!.subtrees.map((s) => [s.name, 'memory']),
+    );
+    // Sub-blobs read from memory equal the capture's blobs/ files.
+    for (const s of h.subBlobs) {
+      assert.equal(s.length, readFileSync(join(VEC, s1, 'out/blobs', s.name)).length, s.name);
+    }
+    // Metadata: the count the next kernel logs.
+    const next = dmesg(`${sc}/stage2`);
+    if (next) {
+      const line = next.match(/KHO: exec from: .*\(count \d+\)/)![0];
+      assert.equal(h.metadata?.logLine, line);
+    }
+    assert.equal(h.metadata?.kexecCount, 1);
+    // reserve_mem: the next kernel revives each region by name, at the same address.
+    for (const r of h.reserveMem) {
+      if (next) assert.match(next, new RegExp(`Revived memory reservation '${r.name}' from KHO`));
+      const nextIn = loadHandoverPath(join(VEC, `${sc}/stage2/in`));
+      assert.deepEqual(nextIn.reserveMem, h.reserveMem);
+    }
+    // Everything the kernel hands over is inside preserved memory: no error findings.
+    assert.deepEqual(
+      h.findings.filter((f) => f.severity === 'error'),
+      [],
+    );
+  });
+}
+
+test('reserve_mem regions are the command lines: khovec_region 4 MiB, trace_buf 8 MiB; none without reserve_mem', () => {
+  const r = (s: string) =>
+    loadHandoverPath(join(VEC, s, 'out'), { memoryPath: join(VEC, s, 'mem') }).reserveMem.map((x) => [
+      x.name,
+      x.size,
+    ]);
+  assert.deepEqual(r('flat-explicit/stage1'), [['khovec_region', 4n << 20n]]);
+  assert.deepEqual(r('default-scale/stage1'), [['trace_buf', 8n << 20n]]);
+  assert.deepEqual(r('three-hops/stage1'), []);
+});
+
+test('in/ of every later stage: metadata count equals the kernel’s own exec-from line', () => {
+  for (const s of [
+    'flat-explicit/stage2',
+    'numa-explicit/stage2',
+    'default-scale/stage2',
+    'three-hops/stage2',
+    'three-hops/stage3',
+    'luo-memfd/stage2',
+  ]) {
+    const h = loadHandoverPath(join(VEC, s, 'in'));
+    const line = dmesg(s).match(/KHO: exec from: .*\(count \d+\)/)![0];
+    assert.equal(h.metadata?.logLine, line, s);
+    assert.equal(h.source.kind, 'debugfs-dir');
+    assert.ok(!h.findings.some((f) => f.code === 'KHO_FDT_CUT_SHORT'), s);
+  }
+});
+
+test('after a KHO boot there is no out/fdt: said so; the sub_fdts still decode', () => {
+  const h = loadHandoverPath(join(VEC, 'flat-explicit/stage2/out'));
+  assert.equal(h.root, undefined);
+  assert.equal(h.findings[0]?.code, 'KHO_DEBUGFS_NO_FDT');
+  assert.match(h.findings[0]!.message, /no out\/fdt/);
+  assert.deepEqual(h.subBlobs.map((s) => s.kind).sort(), ['kexec-metadata', 'memblock']);
+  // The outgoing metadata of the second kernel carries the count the third kernel will log.
+  assert.equal(h.metadata?.kexecCount, 2);
+  assert.match(dmesg('three-hops/stage3'), /KHO: exec from: 7\.3\.4-khovec \(count 2\)/);
+});
+
+test('luo-memfd: the outgoing LUO blob decodes; the reused in/sub_fdts/LUO page is reported, not trusted', () => {
+  const out = loadHandoverPath(join(VEC, 'luo-memfd/stage1/out'), {
+    memoryPath: join(VEC, 'luo-memfd/stage1/mem'),
+  });
+  const luo = out.subBlobs.find((s) => s.name === 'LUO')!;
+  assert.equal(luo.kind, 'LUO');
+  assert.equal(luo.luo?.compatible, 'luo-v5');
+  assert.equal(luo.luo?.liveupdateNumber, 1n);
+  assert.equal(luo.luo?.sessions, 0n);
+  const inn = loadHandoverPath(join(VEC, 'luo-memfd/stage2/in'));
+  const stale = inn.findings.find((f) => f.code === 'KHO_SUBBLOB_STALE');
+  assert.ok(stale);
+  assert.equal(stale.path, '/LUO');
+  assert.equal(inn.subBlobs.find((s) => s.name === 'LUO')!.kind, 'raw');
+});
+
+test('a cut-short out/fdt without memory: what was given, by how much, and how to get the rest', () => {
+  const h = loadHandoverPath(join(VEC, 'flat-explicit/stage1/out/fdt'));
+  assert.equal(h.source.kind, 'fdt');
+  assert.equal(h.root?.have, 233);
+  assert.equal(h.root?.totalsize, 353);
+  const f = h.findings.find((x) => x.code === 'KHO_FDT_CUT_SHORT')!;
+  assert.match(f.message, /233 of 353 bytes \(120 missing/);
+  assert.match(f.message, /--memory/);
+  assert.deepEqual(
+    h.subBlobs.map((s) => s.name),
+    ['memblock', 'kho_test'],
+  );
+});
+
+test('single sub-blob files decode by kind', () => {
+  const mb = loadHandoverPath(join(VEC, 'flat-explicit/stage1/out/sub_fdts/memblock'));
+  assert.equal(mb.source.kind, 'sub-blob');
+  assert.equal(mb.subBlobs[0]?.kind, 'memblock');
+  const md = loadHandoverPath(join(VEC, 'flat-explicit/stage1/out/sub_fdts/kexec-metadata'));
+  assert.equal(md.metadata?.kexecCount, 1);
+  const kt = loadHandoverPath(join(VEC, 'flat-explicit/stage1/out/sub_fdts/kho_test'));
+  assert.equal(kt.subBlobs[0]?.khoTest?.nrFolios, 30);
+});
+
+test('hostile handovers: blob-size beyond the image, pointers outside memory, blobs not preserved', () => {
+  const whole = readFileSync(join(VEC, 'flat-explicit/stage1/out/fdt.whole'));
+  // Memory holding only the kexec-metadata page: the radix root is outside it.
+  const metaBlob = readFileSync(join(VEC, 'flat-explicit/stage1/out/blobs/kexec-metadata'));
+  const mem = memoryFromBytes([{ start: 0x3c25000n, bytes: metaBlob }]);
+  const h = decodeHandover({ fdt: whole, memory: mem });
+  assert.ok(h.findings.some((f) => f.code === 'KHO_PTR_OUTSIDE_MEMORY'));
+  assert.equal(h.subBlobs.find((s) => s.name === 'kexec-metadata')?.source, 'memory');
+  assert.equal(h.preserved, undefined);
+  // Random bytes as the root: one typed finding.
+  const junk = decodeHandover({ fdt: new Uint8Array(100).fill(7) });
+  assert.deepEqual(
+    junk.findings.map((f) => f.code),
+    ['FDT_ERR_BADMAGIC'],
+  );
+});
+
+test('diff: three-hops stage2/in -> stage3/in: kho_test gone, metadata count 1 -> 2, new map address', () => {
+  const a = loadHandoverPath(join(VEC, 'three-hops/stage2/in'));
+  const b = loadHandoverPath(join(VEC, 'three-hops/stage3/in'));
+  const d = diffHandovers(a, b);
+  assert.deepEqual(
+    d.subBlobs.removed.map((s) => s.name),
+    ['kho_test'],
+  );
+  assert.deepEqual(d.metadata, [{ field: 'kexecCount', a: 1, b: 2 }]);
+  assert.equal(d.root.find((r) => r.field === 'memoryMap')?.b, 0x1844000n);
+  assert.equal(d.same, false);
+  assert.equal(diffHandovers(a, a).same, true);
+});
+
+test('subtractRanges: hand-computed interval differences', () => {
+  const r = (s: number, e: number) => ({ start: BigInt(s), size: BigInt(e - s) });
+  assert.deepEqual(subtractRanges([r(0, 100)], [r(10, 20), r(50, 60)]), [r(0, 10), r(20, 50), r(60, 100)]);
+  assert.deepEqual(subtractRanges([r(0, 10)], [r(0, 10)]), []);
+  assert.deepEqual(subtractRanges([r(0, 10)], [r(20, 30)]), [r(0, 10)]);
+});
