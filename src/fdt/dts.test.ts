@@ -215,6 +215,20 @@ test('a tree whose text would not fit in a string is refused with KHO_DTS_TOO_LA
   );
 });
 
+test('a cyclic or shared node is refused with KHO_DTS_NOT_A_TREE instead of printing forever', () => {
+  const loop = node('loop');
+  loop.children.push(loop);
+  assert.throws(
+    () => toDts(tree(node('', [], [loop]))),
+    (e: unknown) => e instanceof KhoError && e.code === 'KHO_DTS_NOT_A_TREE',
+  );
+  const shared = node('shared');
+  assert.throws(
+    () => toDts(tree(node('', [], [node('a', [], [shared]), node('b', [], [shared])]))),
+    (e: unknown) => e instanceof KhoError && e.code === 'KHO_DTS_NOT_A_TREE',
+  );
+});
+
 test('a real KHO blob (Linux 7.3.4 root FDT) prints as dtc 1.6.1 printed it', () => {
   const path = new URL('../../test/vectors/linux-7.3.4/flat-explicit/stage1/out/fdt.whole', import.meta.url);
   const blob = parseFdt(new Uint8Array(readFileSync(path)));

@@ -30,8 +30,9 @@
  * - Iterative (an explicit stack, never recursion). The text is linear in the tree's size except for
  *   indentation, which grows with depth (as dtc's does): a 4096-deep chain, the reader's limit, prints
  *   as ~25 MB. A tree whose text could exceed the longest string JavaScript holds (~512 MiB) is refused
- *   up front with `KHO_DTS_TOO_LARGE` instead of exhausting memory; no tree the reader accepts from a
- *   blob under ~64 MiB comes near that.
+ *   up front with `KHO_DTS_TOO_LARGE` instead of exhausting memory (no tree the reader accepts from a
+ *   blob under ~64 MiB comes near that), and a node object reached twice (a cycle or a shared sub-tree,
+ *   which no blob can encode) with `KHO_DTS_NOT_A_TREE`; otherwise it never throws.
  */
 import { constants } from 'node:buffer';
 import { KhoError } from '../errors.ts';
@@ -213,19 +214,33 @@ function latin1Equals(bytes: Uint8Array, s: string): boolean {
 }
 
 /**
- * An upper bound on the text's length, computed without building it: every line's indentation,
- * names and punctuation exactly, and at most 4 characters per value byte (plus delimiters).
+ * Refuses what cannot be printed, before building any text: a node object met twice (a cycle, or a
+ * sub-tree shared between parents: `KHO_DTS_NOT_A_TREE`), and a text whose length could exceed the
+ * longest string (`KHO_DTS_TOO_LARGE`). The length bound counts every line's indentation, names and
+ * punctuation, and at most 4 characters per value byte (plus delimiters).
  */
-function dtsLengthBound(tree: FdtTree): number {
+function checkPrintable(tree: FdtTree): void {
+  const limit = constants.MAX_STRING_LENGTH;
+  const seen = new Set<FdtNode>();
   let total = 16 + tree.reserves.length * 56;
   const stack: [FdtNode, number][] = [[tree.root, 0]];
   while (stack.length) {
     const [n, depth] = stack.pop()!;
+    if (seen.has(n)) {
+      throw new KhoError('KHO_DTS_NOT_A_TREE', `node '${n.name}' appears twice in the tree`, {
+        expected: 'every node object to have exactly one parent and no cycles',
+      });
+    }
+    seen.add(n);
     total += 2 * depth + n.name.length + 8;
     for (const p of n.props) total += depth + 1 + p.name.length + 4 * p.value.length + 8;
+    if (total > limit) {
+      throw new KhoError('KHO_DTS_TOO_LARGE', `the DTS text could take more than ${limit} characters`, {
+        expected: `at most ${limit} characters (a shallower or smaller tree)`,
+      });
+    }
     for (const c of n.children) stack.push([c, depth + 1]);
   }
-  return total;
 }
 
 interface Frame {
@@ -236,12 +251,7 @@ interface Frame {
 
 /** The tree as `dtc -I dtb -O dts` prints it, as a binary (latin1) string. */
 export function toDts(tree: FdtTree, opts: ToDtsOptions = {}): string {
-  const bound = dtsLengthBound(tree);
-  if (bound > constants.MAX_STRING_LENGTH) {
-    throw new KhoError('KHO_DTS_TOO_LARGE', `the DTS text could take ${bound} characters`, {
-      expected: `at most ${constants.MAX_STRING_LENGTH} characters (a shallower or smaller tree)`,
-    });
-  }
+  checkPrintable(tree);
   const out: string[] = ['/dts-v1/;\n\n', ...reserveLines(tree.reserves)];
   const drop = opts.dtcChecks === false ? new Set<FdtProperty>() : redundantNameProps(tree.root);
 
