@@ -394,7 +394,8 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
         if (cur) cur.children.push(node);
         else root = node;
         cur = node;
-        pos = (i + 1 + 3) & ~3;
+        // libfdt aligns offsets relative to off_dt_struct (which need not be 4-aligned itself).
+        pos = structBase + ((i + 1 - structBase + 3) & ~3);
         break;
       }
       case FDT_END_NODE:
@@ -450,7 +451,7 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
         };
         if (n.unavailable) prop.nameUnavailable = true;
         cur.props.push(prop);
-        pos = (vstart + len + 3) & ~3;
+        pos = structBase + ((vstart + len - structBase + 3) & ~3);
         break;
       }
       case FDT_NOP:
