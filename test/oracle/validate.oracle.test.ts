@@ -28,6 +28,7 @@ import { assertValidFdt, checkFdt, firstError, READER_REJECTS } from '../../src/
 import { asmFdt, fdtCheck, type Tok, tok } from '../helpers/fdtcheck.ts';
 import { arbTree, toDtsSource } from '../helpers/gen.ts';
 import { oracle, withTempDir } from '../helpers/oracle.ts';
+import { pyWalk } from '../helpers/pywalk.ts';
 
 const VECTORS = new URL('../vectors/linux-7.3.4/flat-explicit/stage1/out/', import.meta.url).pathname;
 const REAL_DTBS = new URL('../fixtures/dtb-real/', import.meta.url).pathname;
@@ -419,4 +420,50 @@ test('hand-assembled fixtures: each libfdt error with its offset and path', (t) 
   const valid = base();
   assert.equal(fdtCheck([valid])[0]!.full, 'OK');
   assert.deepEqual(checkFdt(valid), []);
+});
+
+test('layouts libfdt accepts: strings before an unaligned structure block, blocks out of order', (t) => {
+  if (!oracle(t, 'cc', 'libfdt-dev', 'pylibfdt')) return;
+  const { bytes, layout } = asmFdt({
+    struct: [
+      tok.begin(''),
+      tok.prop('x', one),
+      tok.begin('n@1'),
+      tok.prop('reg', 'ab'),
+      tok.end(),
+      tok.end(),
+      tok.fin(),
+    ],
+  });
+  const b = Buffer.from(bytes);
+  const struct = b.subarray(layout.offStruct, layout.offStrings);
+  const strings = b.subarray(layout.offStrings); // "x\0reg\0": 6 bytes, so the structure block lands at 62
+  const moved = Buffer.concat([b.subarray(0, layout.offStruct), strings, struct]);
+  moved.writeUInt32BE(layout.offStruct, 12);
+  moved.writeUInt32BE(layout.offStruct + strings.length, 8);
+  const blobs = [new Uint8Array(moved)];
+  assert.deepEqual(fdtCheck(blobs)[0], { header: 'OK', full: 'OK' });
+  const fs = checkFdt(blobs[0]!);
+  assert.equal(firstError(fs), undefined);
+  assert.deepEqual(
+    fs.map((f) => [f.code, f.offset]),
+    [
+      ['FDT_ERR_ALIGNMENT', 8],
+      ['FDT_ERR_BADLAYOUT', 12],
+    ],
+  );
+  const [walk] = pyWalk(blobs);
+  const ours = parseFdt(blobs[0]!);
+  assert.deepEqual(
+    [...ours.nodes()].map((n) => ({
+      offset: n.offset,
+      name: n.name,
+      props: n.props.map((p) => ({
+        offset: p.offset,
+        name: p.name,
+        value: Buffer.from(p.value).toString('hex'),
+      })),
+    })),
+    walk!.nodes.map((n) => ({ offset: n.offset, name: n.name, props: n.props })),
+  );
 });
