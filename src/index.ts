@@ -1,5 +1,10 @@
 /** kho's public library API. */
 
+export * from './abi/boot.ts';
+export * from './abi/handover.ts';
+export * from './abi/kho-fdt.ts';
+export * from './abi/kho-test.ts';
+export * from './abi/memblock.ts';
 export * from './abi/profile.ts';
 export * from './errors.ts';
 export * from './fdt/dts.ts';

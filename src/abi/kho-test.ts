@@ -15,20 +15,13 @@ import { type Finding, KhoError } from '../errors.ts';
 import { type FdtBlob, type FdtNodeView, parseFdt } from '../fdt/reader.ts';
 import { asString } from '../fdt/values.ts';
 import { type AbiProfile, getProfile } from './profile.ts';
+import { decodeKhoVmalloc, type KhoVmalloc } from './vmalloc.ts';
 
 export const KHO_TEST_FDT = 'kho_test';
 export const KHO_TEST_COMPAT = 'kho-test-v1';
 export const KHO_TEST_MAGIC = 0x4b484f21;
-export const KHO_VMALLOC_ALLOC = 0x1;
-export const KHO_VMALLOC_HUGE_VMAP = 0x2;
-
-/** `struct kho_vmalloc` as stored in `folios_info`. */
-export interface KhoVmallocDesc {
-  first: bigint;
-  totalPages: number;
-  flags: number;
-  order: number;
-}
+/** `struct kho_vmalloc` as stored in `folios_info` (decoded by `vmalloc.ts`). */
+export type KhoVmallocDesc = KhoVmalloc;
 
 export interface KhoTestFdt {
   compatible?: string;
@@ -57,22 +50,6 @@ function u32(
     return undefined;
   }
   return new DataView(p.value.buffer, p.value.byteOffset, 4).getUint32(0, le);
-}
-
-export function decodeKhoVmallocDesc(v: Uint8Array, endian: 'little' | 'big' = 'little'): KhoVmallocDesc {
-  if (v.length !== 16) {
-    throw new KhoError('KHO_VMALLOC_BAD_DESC', `struct kho_vmalloc is ${v.length} bytes`, {
-      expected: '16 bytes',
-    });
-  }
-  const dv = new DataView(v.buffer, v.byteOffset, 16);
-  const le = endian === 'little';
-  return {
-    first: dv.getBigUint64(0, le),
-    totalPages: dv.getUint32(8, le),
-    flags: dv.getUint16(12, le),
-    order: dv.getUint16(14, le),
-  };
 }
 
 export function decodeKhoTestFdt(
@@ -125,7 +102,7 @@ export function decodeKhoTestFdt(
       path: '/data:folios_info',
     });
   } else {
-    out.foliosInfo = decodeKhoVmallocDesc(fi.value, profile.endian);
+    out.foliosInfo = decodeKhoVmalloc(fi.value, profile.endian);
   }
   const csum = u32(data, 'csum', le, findings, '/data');
   if (csum !== undefined) out.csum = csum;

@@ -26,8 +26,8 @@ import { type AbiProfile, getProfile } from './profile.ts';
 export const MEMBLOCK_KHO_FDT = 'memblock';
 export const MEMBLOCK_KHO_NODE_COMPATIBLE = 'memblock-v1';
 export const RESERVE_MEM_KHO_NODE_COMPATIBLE = 'reserve-mem-v1';
-export const RESERVE_MEM_NAME_SIZE = 16;
-export const RESERVE_MEM_MAX_ENTRIES = 8;
+const RESERVE_MEM_NAME_SIZE = 16;
+const RESERVE_MEM_MAX_ENTRIES = 8;
 
 export interface ReserveMemRegion {
   name: string;
