@@ -79,6 +79,28 @@ test('alloc returns the lowest page of a split block and gives the upper halves 
   assert.equal(buddy.alloc(0), null);
 });
 
+test('restored pages are separate order-0 pages; split_page splits an allocated block', () => {
+  const { buddy } = BuddyAllocator.fromMemblock(small(), X86);
+  buddy.markPreserved(0x2400, 3);
+  buddy.claimReservedPages(0x2400, 3);
+  assert.deepEqual(
+    [0x2400, 0x2401, 0x2402].map((p) => [buddy.pageState(p), buddy.pageInfo(p).order]),
+    [
+      ['allocated', 0],
+      ['allocated', 0],
+      ['allocated', 0],
+    ],
+  );
+  buddy.free(0x2401, 0);
+  assert.equal(buddy.pageState(0x2401), 'free');
+  const p = buddy.alloc(2)!;
+  buddy.splitBlock(p);
+  buddy.free(p + 3, 0);
+  assert.equal(buddy.pageState(p + 3), 'free');
+  assert.equal(buddy.pageState(p), 'allocated');
+  assert.equal(buddy.allocatedPages, 2 + 3);
+});
+
 test('bad frees are refused with SIM_BAD_FREE', () => {
   const { buddy } = BuddyAllocator.fromMemblock(small(), X86);
   const p = buddy.alloc(2)!;

@@ -460,6 +460,26 @@ export class BuddyAllocator {
     this.nAllocated += 2 ** order;
   }
 
+  /**
+   * Claim reserved pages `[pfn, pfn + count)` as `count` separate order-0 allocated pages (what
+   * `kho_restore_pages` does: every page its own refcounted page), each freeable on its own.
+   */
+  claimReservedPages(pfn: number, count: number, migratetype: MigrateType = 'unmovable'): void {
+    this.claimReserved(pfn, 0, migratetype);
+    for (let p = pfn + 1; p < pfn + count; p++) this.claimReserved(p, 0, migratetype);
+  }
+
+  /** `split_page`: turn an allocated block of order n into 2^n allocated order-0 pages. */
+  splitBlock(pfn: number): void {
+    const b = this.allocated.get(pfn);
+    if (!b)
+      throw new KhoError('SIM_BAD_FREE', `pfn 0x${pfn.toString(16)} is not an allocated block head`, {
+        path: `pfn:0x${pfn.toString(16)}`,
+      });
+    for (let p = pfn; p < pfn + 2 ** b.order; p++)
+      this.allocated.set(p, { order: 0, migratetype: b.migratetype });
+  }
+
   /** Mark pages preserved: never handed out (free ones become reserved now, freed ones later). */
   markPreserved(startPfn: number, count: number): void {
     const end = startPfn + count;

@@ -456,6 +456,16 @@ export class Memblock {
   }
 }
 
+/** A memblock whose `memory` is the given RAM ranges (e.g. `Machine.ram`), each on its node. */
+export function memblockFromRam(
+  ram: readonly { start: bigint; end: bigint; nid: number }[],
+  opts: MemblockOptions = {},
+): Memblock {
+  const mb = new Memblock(opts);
+  for (const r of ram) mb.addNode(r.start, r.end - r.start, r.nid);
+  return mb;
+}
+
 /** `memblock_merge_regions`. */
 function merge(regs: MemblockRegion[]): MemblockRegion[] {
   const out: MemblockRegion[] = [];

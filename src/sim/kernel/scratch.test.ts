@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { Machine } from '../machine/machine.ts';
 import { parseKernelCommandLine } from './cmdline.ts';
-import { MEMBLOCK_RSRV_KERN, Memblock, NUMA_NO_NODE } from './memblock.ts';
+import { MEMBLOCK_RSRV_KERN, type Memblock, memblockFromRam, NUMA_NO_NODE } from './memblock.ts';
 import {
   adoptScratch,
   computeScratchSizes,
@@ -97,12 +97,8 @@ test('default scale: the default-scale and bad-scratch vectors (lowmem 164/148 M
   assert.deepEqual([half.lowmem, half.global, half.nodes[0].size], [6n * M, 0n, 6n * M]);
 });
 
-/** memblock for the vectors' 2 GiB machine, from the machine model. */
-function memblockFor(m: Machine): Memblock {
-  const mb = new Memblock({ pageSize: m.spec.pageSize });
-  for (const r of m.ram) mb.addNode(r.start, r.end - r.start, r.nid);
-  return mb;
-}
+/** memblock for a machine, from the machine model. */
+const memblockFor = (m: Machine): Memblock => memblockFromRam(m.ram, { pageSize: m.spec.pageSize });
 const opts = (m: Machine, scenario: string) => ({
   config: cfgOf(scenario),
   alignment: m.spec.cmaMinAlignment,
@@ -155,6 +151,19 @@ test("cold-boot allocation order reproduces the vectors' scratch_phys (given an 
     // global is 0 bytes yet has an address: the aligned top of the free hole [0x7d700000, 0x7d8ff000)
     assert.equal(formatScratchDebugfs(r.areas).scratchPhys, vec('default-scale/stage1/out/scratch_phys'));
   }
+});
+
+test('lowmem ends below ARCH_LOW_ADDRESS_LIMIT = 0xffffffff, so never exactly at 4 GiB', () => {
+  // arm64 virt, 4 GiB of RAM at [1 GiB, 5 GiB): the top fit below the limit is
+  // round_down(0xffffffff - 16 MiB, 2 MiB) = 0xfee00000, ending at 0xffe00000 (the last 2 MiB below
+  // 4 GiB are out of reach because the limit is 4 GiB - 1).
+  const m = Machine.create({ memory: '4G', arch: 'arm64' });
+  const mb = memblockFor(m);
+  const r = reserveScratch(mb, { ...opts(m, 'flat-explicit') });
+  assert.ok(r.ok);
+  assert.equal(r.areas[0].addr, 0xfee00000n);
+  // global comes from the top of RAM (the array took the top page first)
+  assert.equal(r.areas[1].addr, 0x140000000n - 66n * M);
 });
 
 test("failure: every area is freed again and the kernel's messages are returned", () => {
