@@ -500,16 +500,6 @@ export function decodeHandover(input: HandoverInput): Handover {
         ),
       );
     }
-    if (root && !files.has(st.name) && !bytes && st.phys !== undefined) {
-      findings.push(
-        fnd(
-          'KHO_SUBBLOB_UNAVAILABLE',
-          'info',
-          `sub-blob '${st.name}' at ${hx(st.phys)} is not in the inputs (give --memory or a debugfs directory)`,
-          where,
-        ),
-      );
-    }
     const sb: SubBlob = {
       name: st.name,
       ...(st.phys !== undefined ? { phys: st.phys } : {}),
