@@ -245,15 +245,22 @@ function walk(
     nodes.push({ pa, level, path });
     const page = mem.read(pa, geo.pageSize);
     if (level === 0) {
+      // Above the leaf bits the prefix is fixed, so every key of this leaf has the same order unless the
+      // prefix is 0 (then the bit itself carries the order bit).
+      const fixed = prefix === 0n ? undefined : decodeRadixKey(prefix, geo);
+      const blockShift = fixed ? BigInt(geo.pageShift + fixed.order) : 0n;
       for (let j = 0; j < page.length && !stopped; j++) {
         const byte = page[j];
         if (byte === 0) continue;
         for (let k = 0; k < 8; k++) {
           if (!(byte & (1 << k))) continue;
           const bit = leafBitIndex(j, k, endian);
-          const key = prefix | BigInt(bit);
-          const block = decodeRadixKey(key, geo);
+          let block: PreservedBlock | undefined;
+          if (fixed)
+            block = { pa: BigInt.asUintN(64, fixed.pa + (BigInt(bit) << blockShift)), order: fixed.order };
+          else if (prefix === 0n) block = decodeRadixKey(BigInt(bit), geo);
           if (!block) {
+            const key = prefix | BigInt(bit);
             issue(
               new KhoError('KHO_RADIX_BAD_KEY', `key ${hex(key)} encodes no block`, {
                 path: `${pathText(geo, path, `bit ${bit}`)} (${physPath(pa)})`,
