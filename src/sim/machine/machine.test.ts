@@ -146,4 +146,7 @@ test('power cycle loses memory contents; a warm path (no power cycle) keeps them
   );
   assert.ok(m.isRam(0x100000n, 0x1000n));
   assert.ok(!m.isRam(0xa0000n, 0x1000n));
+  assert.ok(!m.isRam(0x7ffdc000n, 0x2000n)); // runs into the SeaBIOS reserved range
+  const two = Machine.create({ memory: '2G', numa: 2 });
+  assert.ok(two.isRam(0x3ffff000n, 0x2000n)); // crosses the node boundary: still RAM
 });

@@ -52,8 +52,16 @@ export class Machine {
     return this.layout.nodes.find((n) => addr >= n.start && addr < n.end)?.nid;
   }
 
-  /** Whether `[addr, addr+len)` lies inside one usable RAM range. */
+  /** Whether `[addr, addr+len)` is all usable RAM (adjacent ranges, e.g. of two nodes, count as one). */
   isRam(addr: bigint, len: bigint): boolean {
-    return this.layout.ram.some((r) => addr >= r.start && addr + len <= r.end);
+    let cursor = addr;
+    const end = addr + len;
+    for (const r of this.layout.ram) {
+      if (r.end <= cursor) continue;
+      if (r.start > cursor) return false;
+      cursor = r.end;
+      if (cursor >= end) return true;
+    }
+    return cursor >= end && len >= 0n;
   }
 }

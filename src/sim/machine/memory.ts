@@ -19,6 +19,8 @@ import { KhoError } from '../../errors.ts';
 
 /** Largest range `sha256()` hashes byte by byte (1 GiB). Use `digest()` beyond. */
 export const MAX_HASH_BYTES = 1n << 30n;
+/** Largest non-zero `fill()` (1 GiB): it materialises every page it touches. */
+export const MAX_FILL_BYTES = 1n << 30n;
 /** Largest single `read()` (256 MiB): a read materialises its result. */
 export const MAX_READ_BYTES = 1 << 28;
 
@@ -107,15 +109,21 @@ export class PhysicalMemory {
     });
   }
 
-  /** Set `len` bytes at `addr` to `byte`. Filling with 0 gives whole pages back. */
+  /**
+   * Set `len` bytes at `addr` to `byte`. Filling with 0 gives whole pages back and costs time only for
+   * pages that hold data (zeroing a terabyte is cheap); a non-zero fill materialises its pages and is
+   * limited to `MAX_FILL_BYTES`.
+   */
   fill(addr: bigint, len: bigint, byte: number): void {
     if (!Number.isInteger(byte) || byte < 0 || byte > 255)
       throw new KhoError('SIM_BAD_ARGUMENT', `fill byte ${byte} is not in [0, 255]`);
     this.check(addr, len, 'fill');
     if (len === 0n) return;
+    if (byte !== 0 && len > MAX_FILL_BYTES)
+      throw new KhoError('SIM_BAD_ARGUMENT', `non-zero fill of ${len} bytes exceeds ${MAX_FILL_BYTES}`);
     const ps = BigInt(this.pageSize);
     const end = addr + len;
-    for (let p = addr >> this.pageShift; p << this.pageShift < end; p++) {
+    const fillPage = (p: bigint): void => {
       const pageStart = p << this.pageShift;
       const from = addr > pageStart ? Number(addr - pageStart) : 0;
       const to = end < pageStart + ps ? Number(end - pageStart) : this.pageSize;
@@ -123,16 +131,21 @@ export class PhysicalMemory {
       if (from === 0 && to === this.pageSize) {
         if (byte === 0) this.pages.delete(pfn);
         else this.pages.set(pfn, new Uint8Array(this.pageSize).fill(byte));
-        continue;
+        return;
       }
       let page = this.pages.get(pfn);
       if (!page) {
-        if (byte === 0) continue;
+        if (byte === 0) return;
         page = new Uint8Array(this.pageSize);
         this.pages.set(pfn, page);
       }
       page.fill(byte, from, to);
+    };
+    if (byte === 0) {
+      for (const pfn of this.residentPfnsIn(addr, len)) fillPage(BigInt(pfn));
+      return;
     }
+    for (let p = addr >> this.pageShift; p << this.pageShift < end; p++) fillPage(p);
   }
 
   /** Zero `len` bytes at `addr`. */
