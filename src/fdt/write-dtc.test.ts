@@ -65,3 +65,11 @@ test('names that no FDT can hold are refused with FDT_ERR_BADVALUE', () => {
   const tree: FdtTree = { reserves: [], bootCpuidPhys: 0, root: node('', [['a\0b', new Uint8Array()]]) };
   assert.throws(() => encodeDtc(tree), { code: 'FDT_ERR_BADVALUE' });
 });
+
+test('deep trees are written without recursion (20000 levels)', () => {
+  let n: FdtNode = node('n', []);
+  for (let i = 0; i < 20000; i++) n = node('n', [], [n]);
+  const b = encodeDtc({ reserves: [], bootCpuidPhys: 0, root: node('', [], [n]) });
+  // header 40 + terminator 16 + (20001 'n' nodes + root) * (BEGIN 8 + END_NODE 4) + END 4
+  assert.equal(b.length, 40 + 16 + (20001 + 1) * 12 + 4);
+});

@@ -23,7 +23,7 @@ import { FDT_ERROR_CODES, KhoError } from '../errors.ts';
 import { checkHeader, HDR, readHeader } from './header.ts';
 import { FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_NOP, FDT_PROP } from './model.ts';
 import { findString, nameToBytes, nulTerminated } from './strings.ts';
-import { FdtSw, getU32, nextTag, setU32, setU64, tagAlign } from './write-sw.ts';
+import { FdtSw, getU32, nextTag, setU32, setU64, tagAlign, tagCursor } from './write-sw.ts';
 
 const NOTFOUND = -1;
 const EXISTS = -2;
@@ -125,8 +125,8 @@ function openInto(src: Uint8Array, dst: Uint8Array, bufsize: number): number {
   } else if (version === 16) {
     let off = 0;
     for (;;) {
-      const [tag, next] = nextTag(src, off);
-      off = next;
+      const tag = nextTag(src, off);
+      off = tagCursor.next;
       if (tag === FDT_END) break;
     }
     if (off < 0) return off;
@@ -279,22 +279,21 @@ export class FdtRw {
 
   private checkNodeOffset(offset: number): number {
     if (offset < 0 || offset % 4 !== 0) return BADOFFSET;
-    const [tag, next] = nextTag(this.buffer, offset);
-    if (tag !== FDT_BEGIN_NODE) return BADOFFSET;
-    return next;
+    if (nextTag(this.buffer, offset) !== FDT_BEGIN_NODE) return BADOFFSET;
+    return tagCursor.next;
   }
 
   private checkPropOffset(offset: number): number {
     if (offset < 0 || offset % 4 !== 0) return BADOFFSET;
-    const [tag, next] = nextTag(this.buffer, offset);
-    if (tag !== FDT_PROP) return BADOFFSET;
-    return next;
+    if (nextTag(this.buffer, offset) !== FDT_PROP) return BADOFFSET;
+    return tagCursor.next;
   }
 
   private nextProp(offset: number): number {
     let off = offset;
     for (;;) {
-      const [tag, next] = nextTag(this.buffer, off);
+      const tag = nextTag(this.buffer, off);
+      const next = tagCursor.next;
       if (tag === FDT_END) return next >= 0 ? -11 : next;
       if (tag === FDT_PROP) return off;
       if (tag !== FDT_NOP) return NOTFOUND;
@@ -355,7 +354,8 @@ export class FdtRw {
     let tag: number;
     do {
       off = next;
-      [tag, next] = nextTag(this.buffer, off);
+      tag = nextTag(this.buffer, off);
+      next = tagCursor.next;
       if (tag === FDT_BEGIN_NODE) {
         if (depth) depth.d++;
       } else if (tag === FDT_END_NODE) {
@@ -610,12 +610,14 @@ export class FdtRw {
     const existing = this.subnodeOffsetRaw(parent, nb);
     if (existing >= 0) raise(EXISTS, what, { offset: existing });
     if (existing !== NOTFOUND) raise(existing, what, { offset: parent });
-    let [tag, next] = nextTag(this.buffer, parent);
+    let tag = nextTag(this.buffer, parent);
+    let next = tagCursor.next;
     if (tag !== FDT_BEGIN_NODE) raise(INTERNAL, what);
     let offset: number;
     do {
       offset = next;
-      [tag, next] = nextTag(this.buffer, offset);
+      tag = nextTag(this.buffer, offset);
+      next = tagCursor.next;
     } while (tag === FDT_PROP || tag === FDT_NOP);
     const abs = this.h(HDR.offDtStruct) + offset;
     const nameSpace = tagAlign(nb.length + 1);

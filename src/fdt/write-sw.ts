@@ -55,41 +55,37 @@ export function fail(
   throw new KhoError(code, message);
 }
 
+/** Where `nextTag` leaves the offset after the tag it read (or a negative errno-style value). */
+export const tagCursor = { next: 0 };
+
 /**
- * libfdt's fdt_next_tag over `buf` (header fields read from it): returns [tag, nextOffset], with
- * tag FDT_END and a negative errno-style next offset (-8 truncated, -11 bad structure) on a
- * premature end. Reads only inside the structure block and `buf`.
+ * libfdt's fdt_next_tag over `buf` (header fields read from it): returns the tag at structure offset
+ * `startoffset` and sets `tagCursor.next` to the offset after it. On a premature end it returns
+ * FDT_END with a negative next (-8 truncated, -11 bad structure), as libfdt does. Reads only inside
+ * the structure block (size_dt_struct from version 17 on), totalsize and `buf`; allocates nothing.
  */
-export function nextTag(buf: Uint8Array, startoffset: number): [number, number] {
+export function nextTag(buf: Uint8Array, startoffset: number): number {
   const offStruct = getU32(buf, HDR.offDtStruct);
-  const totalsize = Math.min(getU32(buf, HDR.totalsize), buf.length);
+  let limit = Math.min(getU32(buf, HDR.totalsize), buf.length) - offStruct;
   const version = getU32(buf, HDR.version);
-  const sizeStruct = getU32(buf, HDR.sizeDtStruct);
-  const ok = (offset: number, len: number): boolean => {
-    if (offset < 0) return false;
-    const abs = offset + offStruct;
-    if (abs + len > totalsize) return false;
-    if (version >= 0x11 && offset + len > sizeStruct) return false;
-    return true;
-  };
-  const TRUNCATED = -8;
-  const BADSTRUCTURE = -11;
-  if (!ok(startoffset, 4)) return [FDT_END, TRUNCATED];
+  if (version >= 0x11) limit = Math.min(limit, getU32(buf, HDR.sizeDtStruct));
+  tagCursor.next = -8;
+  if (startoffset < 0 || startoffset + 4 > limit) return FDT_END;
   const tag = getU32(buf, offStruct + startoffset);
   let offset = startoffset + 4;
+  tagCursor.next = -11;
   switch (tag) {
     case FDT_BEGIN_NODE: {
-      for (;;) {
-        if (!ok(offset, 1)) return [FDT_END, BADSTRUCTURE];
-        if (buf[offStruct + offset++] === 0) break;
-      }
+      const nul = buf.indexOf(0, offStruct + offset);
+      if (nul < 0 || nul - offStruct >= limit) return FDT_END;
+      offset = nul - offStruct + 1;
       break;
     }
     case FDT_PROP: {
-      if (!ok(offset, 4)) return [FDT_END, BADSTRUCTURE];
+      if (offset + 4 > limit) return FDT_END;
       const len = getU32(buf, offStruct + offset);
       const sum = (len + offset) >>> 0;
-      if (0x7fffffff <= sum || sum < offset) return [FDT_END, BADSTRUCTURE];
+      if (0x7fffffff <= sum || sum < offset) return FDT_END;
       offset += 8 + len;
       if (version < 0x10 && len >= 8 && (offset - len) % 8 !== 0) offset += 4;
       break;
@@ -99,10 +95,11 @@ export function nextTag(buf: Uint8Array, startoffset: number): [number, number] 
     case FDT_NOP:
       break;
     default:
-      return [FDT_END, BADSTRUCTURE];
+      return FDT_END;
   }
-  if (!ok(startoffset, offset - startoffset)) return [FDT_END, BADSTRUCTURE];
-  return [tag, tagAlign(offset)];
+  if (offset > limit) return FDT_END;
+  tagCursor.next = tagAlign(offset);
+  return tag;
 }
 
 export class FdtSw {
@@ -292,7 +289,8 @@ export class FdtSw {
     const offStruct = this.h(HDR.offDtStruct);
     let offset = 0;
     for (;;) {
-      const [tag, next] = nextTag(b, offset);
+      const tag = nextTag(b, offset);
+      const next = tagCursor.next;
       if (tag === FDT_END) break;
       if (tag === FDT_PROP) {
         const p = offStruct + offset + 8;
@@ -325,7 +323,7 @@ function upperBound(tree: FdtTree): number {
     const node = stack.pop() as FdtNode;
     n += 8 + tagAlign(node.name.length + 1);
     for (const p of node.props) n += 12 + tagAlign(p.value.length) + p.name.length + 1;
-    stack.push(...node.children);
+    for (const c of node.children) stack.push(c);
   }
   return n;
 }
