@@ -1,11 +1,23 @@
 /** kho's public library API. */
 
+export * from './abi/bitmap-chunks.ts';
+export * from './abi/block.ts';
 export * from './abi/boot.ts';
 export * from './abi/handover.ts';
+export * from './abi/kexec-metadata.ts';
 export * from './abi/kho-fdt.ts';
 export * from './abi/kho-test.ts';
+export * from './abi/luo.ts';
 export * from './abi/memblock.ts';
+export * from './abi/memory/dir.ts';
+export * from './abi/memory/elfcore.ts';
+export * from './abi/memory/image.ts';
+export * from './abi/memory/open.ts';
+export * from './abi/memory/raw.ts';
 export * from './abi/profile.ts';
+export * from './abi/radix-tree.ts';
+export * from './abi/scratch.ts';
+export * from './abi/vmalloc.ts';
 export * from './errors.ts';
 export * from './fdt/dts.ts';
 export * from './fdt/header.ts';

@@ -19,7 +19,7 @@ import { type Finding, KhoError } from '../errors.ts';
 import { hex } from './memory/image.ts';
 import type { Endianness } from './profile.ts';
 
-export const KHO_SCRATCH_ENTRY_SIZE = 16;
+export const KHO_SCRATCH_ENTRY_BYTES = 16;
 
 export interface ScratchEntry {
   addr: bigint;
@@ -37,7 +37,7 @@ export function encodeScratchArray(
   entries: readonly ScratchEntry[],
   endian: Endianness = 'little',
 ): Uint8Array {
-  const out = new Uint8Array(entries.length * KHO_SCRATCH_ENTRY_SIZE);
+  const out = new Uint8Array(entries.length * KHO_SCRATCH_ENTRY_BYTES);
   const dv = new DataView(out.buffer);
   const le = endian === 'little';
   entries.forEach((e, i) => {
@@ -49,7 +49,7 @@ export function encodeScratchArray(
 
 /** Decode; throws `KHO_SCRATCH_BAD_SIZE` unless the length is a multiple of 16. */
 export function decodeScratchArray(bytes: Uint8Array, endian: Endianness = 'little'): ScratchEntry[] {
-  if (bytes.length % KHO_SCRATCH_ENTRY_SIZE !== 0) {
+  if (bytes.length % KHO_SCRATCH_ENTRY_BYTES !== 0) {
     throw new KhoError(
       'KHO_SCRATCH_BAD_SIZE',
       `scratch array of ${bytes.length} bytes is not whole entries`,
