@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
+  commandLineLogLines,
+  kernelCommandLineLines,
   kstrtobool,
   kstrtouint,
   memparse,
@@ -240,4 +242,35 @@ test('property: parsing never throws on arbitrary command lines', () => {
     }),
     { numRuns: 300 },
   );
+});
+
+test('"Command line:" and "Kernel command line:" lines: the vectors, and wrapping as init/main.c documents it', () => {
+  for (const sc of SCENARIOS) {
+    const meta = JSON.parse(vec(`${sc}/stage1/meta.json`));
+    const dm = msgs(vec(`${sc}/stage1/dmesg`));
+    const l = commandLineLogLines(meta.cmdline);
+    assert.deepEqual(
+      [l.arch.text, ...l.kernel.map((x) => x.text)],
+      dm.filter((x) => /^(Kernel )?[Cc]ommand line: /.test(x)),
+    );
+  }
+  // the example in print_kernel_cmdline()'s comment, for CONFIG_CMDLINE_LOG_WRAP_IDEAL_LEN=40
+  const cmd =
+    'loglevel=7 init=/sbin/init root=PARTUUID=8c3efc1a-768b-6642-8d0c-89eb782f19f0/PARTNROFF=1 rootwait ro my_quoted_arg="The quick brown fox jumps over the lazy dog."';
+  assert.deepEqual(
+    kernelCommandLineLines(cmd, 40).map((x) => x.text),
+    [
+      'Kernel command line: loglevel=7 \\',
+      'Kernel command line: init=/sbin/init \\',
+      'Kernel command line: root=PARTUUID=8c3efc1a-768b-6642-8d0c-89eb782f19f0/PARTNROFF=1 \\',
+      'Kernel command line: rootwait ro \\',
+      'Kernel command line: my_quoted_arg="The \\',
+      'Kernel command line: quick brown fox \\',
+      'Kernel command line: jumps over the \\',
+      'Kernel command line: lazy dog."',
+    ],
+  );
+  // 0 disables wrapping; so does the vectors' 1021 for any command line that fits in 1000 characters
+  assert.equal(kernelCommandLineLines(cmd, 0).length, 1);
+  assert.equal(kernelCommandLineLines(cmd).length, 1);
 });

@@ -533,10 +533,60 @@ export function parseKernelCommandLine(
   };
 }
 
-/** The x86 `Command line: ...` line (setup_arch) and the generic `Kernel command line: ...` line. */
-export function commandLineLogLines(cmdline: string): { arch: LogLine; kernel: LogLine } {
+export const KERNEL_CMDLINE_PREFIX = 'Kernel command line: ';
+/** CONFIG_CMDLINE_LOG_WRAP_IDEAL_LEN of the vectors' kernel. */
+export const DEFAULT_CMDLINE_LOG_WRAP_IDEAL_LEN = 1021;
+/** COMMAND_LINE_SIZE on x86_64 and arm64. */
+export const COMMAND_LINE_SIZE = 2048;
+
+/**
+ * `print_kernel_cmdline()` (init/main.c, Linux 6.19+): `Kernel command line: ...`, wrapped at spaces
+ * (ignoring quotes) so that each line, prefix and ` \` continuation included, stays within the ideal
+ * length when possible; 0, or an ideal length beyond COMMAND_LINE_SIZE, disables wrapping.
+ */
+export function kernelCommandLineLines(
+  cmdline: string,
+  idealLen = DEFAULT_CMDLINE_LOG_WRAP_IDEAL_LEN,
+  commandLineSize = COMMAND_LINE_SIZE,
+): LogLine[] {
+  const cont = ' \\';
+  const prefixLen = KERNEL_CMDLINE_PREFIX.length;
+  const ideal = Math.max(idealLen, prefixLen + cont.length);
+  const idealCmd = ideal - prefixLen;
+  const split = idealCmd - cont.length;
+  const line = (t: string): LogLine => ({ level: 'notice', text: `${KERNEL_CMDLINE_PREFIX}${t}` });
+  if (idealLen === 0 || idealCmd >= commandLineSize - 1) return [line(cmdline)];
+  const out: LogLine[] = [];
+  let s = cmdline;
+  while (s.length > idealCmd) {
+    // the last space that keeps the line short enough, else the first space at all
+    let prev = -1;
+    let cutoff = 0;
+    for (;;) {
+      cutoff = s.indexOf(' ', cutoff + 1);
+      if (cutoff < 0 || cutoff > split) break;
+      prev = cutoff;
+    }
+    if (prev >= 0) cutoff = prev;
+    else if (cutoff < 0) break;
+    let first = cutoff;
+    while (first > 0 && s[first - 1] === ' ') first--;
+    while (s[cutoff] === ' ') cutoff++;
+    if (cutoff === s.length) break;
+    if (first > 0) out.push({ level: 'notice', text: `${KERNEL_CMDLINE_PREFIX}${s.slice(0, first)}${cont}` });
+    s = s.slice(cutoff);
+  }
+  if (s.length) out.push(line(s));
+  return out;
+}
+
+/** The x86 `Command line: ...` line (setup_arch) and the generic `Kernel command line: ...` lines. */
+export function commandLineLogLines(
+  cmdline: string,
+  idealLen?: number,
+): { arch: LogLine; kernel: LogLine[] } {
   return {
     arch: { level: 'notice', text: `Command line: ${cmdline}` },
-    kernel: { level: 'notice', text: `Kernel command line: ${cmdline}` },
+    kernel: kernelCommandLineLines(cmdline, idealLen),
   };
 }
