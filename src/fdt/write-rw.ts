@@ -17,7 +17,9 @@
  * the buffer, so a hostile blob given to `openInto` yields an error, never a crash or a hang.
  * Differences from libfdt: `openInto` first runs the header check of `header.ts` (libfdt reads
  * whatever memory the header points at) and refuses unfinished sequential-write blobs; `pathOffset`
- * does not resolve aliases (a path not starting with `/` is FDT_ERR_BADPATH).
+ * does not resolve aliases (a path not starting with `/` is FDT_ERR_BADPATH); `delMemRsv(n)` with a
+ * negative `n` is FDT_ERR_NOTFOUND (libfdt 1.6.1 splices bytes out of the header); `reopen(n)` refuses
+ * an `n` larger than the buffer (libfdt would write past it).
  */
 import { FDT_ERROR_CODES, KhoError } from '../errors.ts';
 import { checkHeader, HDR, readHeader } from './header.ts';
