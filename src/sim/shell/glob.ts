@@ -50,7 +50,7 @@ function bracket(p: string, i: number, c: number): [boolean, number] | undefined
       const end = p.indexOf(':]', j + 2);
       if (end > 0) {
         const cls = charClass(p.slice(j + 2, end));
-        if (cls && cls(c)) matched = true;
+        if (cls?.(c)) matched = true;
         j = end + 2;
         continue;
       }

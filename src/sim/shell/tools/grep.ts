@@ -127,6 +127,12 @@ export function grep(ctx: CommandContext): CommandResult {
     maxCount = Number(mArg) < 0 ? Number.POSITIVE_INFINITY : Number(mArg);
   }
 
+  // GNU exits at once when matching cannot succeed: -m 0, or -v with one empty pattern (without -x/-w).
+  if (
+    (maxCount === 0 || (patterns.join('\n') === '' && invert && !has(p, 'x') && !has(p, 'w'))) &&
+    !listNoMatch
+  )
+    return { status: 1 };
   let matcher: Matcher;
   try {
     matcher = buildMatcher(patterns, mode, has(p, 'i') || has(p, 'y'), has(p, 'w'), has(p, 'x'));
@@ -177,7 +183,7 @@ export function grep(ctx: CommandContext): CommandResult {
       continue;
     }
     const binary = data.includes('\0');
-    const body = data.endsWith('\n') ? data.slice(0, -1) : data;
+    const body = data.endsWith('\n') || (binary && data.endsWith('\0')) ? data.slice(0, -1) : data;
     const lines = data === '' ? [] : body.split(binary ? /[\n\0]/ : '\n');
     const prefix = showNames ? `${display}:` : '';
     let selected = 0;
@@ -196,7 +202,7 @@ export function grep(ctx: CommandContext): CommandResult {
     }
     if (selected > 0) selectedAny = true;
     if (quiet) {
-      if (selectedAny) return { status: 0 };
+      if (selectedAny) return { stderr: err.join(''), status: 0 };
       continue;
     }
     if (count) out.push(`${prefix}${selected}\n`);

@@ -188,6 +188,7 @@ export function translateRegex(p: string, syntax: 'basic' | 'extended'): string 
       continue;
     }
     if (ch === '[') {
+      if (i + 1 >= p.length) throw new RegexSyntaxError('Invalid regular expression');
       const [cls, next] = bracketToJs(p, i);
       pushAtom(cls);
       i = next;
