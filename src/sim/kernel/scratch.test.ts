@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { Machine } from '../machine/machine.ts';
 import { parseKernelCommandLine } from './cmdline.ts';
 import { MEMBLOCK_RSRV_KERN, type Memblock, memblockFromRam, NUMA_NO_NODE } from './memblock.ts';
@@ -220,4 +221,75 @@ test('next kernel: adopted scratch is the only place memblock allocates from', (
   }
   assert.equal(parseScratchDebugfs('0x1\n', '0x1\n0x2\n'), null);
   assert.equal(parseScratchDebugfs('zz\n', '0x1\n'), null);
+});
+
+test('property: scaled sizes are the smallest pageblock multiples covering scale% (spec §3.3)', () => {
+  fc.assert(
+    fc.property(
+      fc.bigInt({ min: 0n, max: 1n << 44n }),
+      fc.bigInt({ min: 0n, max: 1n << 44n }),
+      fc.bigInt({ min: 0n, max: 1n << 44n }),
+      fc.integer({ min: 1, max: 1000 }),
+      (low, extra, node, scale) => {
+        const all = low + extra;
+        const s = computeScratchSizes({
+          config: { scale, lowmem: 0n, global: 0n, pernode: 0n },
+          alignment: A,
+          kernLow: low,
+          kernAll: all,
+          nodes: [{ nid: 0, kern: node }],
+        });
+        const want = (low * BigInt(scale)) / 100n;
+        assert.equal(s.lowmem % A, 0n);
+        assert.ok(s.lowmem >= want && s.lowmem - want < A);
+        const rest = (all * BigInt(scale)) / 100n - s.lowmem;
+        if (rest <= 0n) assert.equal(s.global, 0n);
+        else assert.ok(s.global % A === 0n && s.global >= rest && s.global - rest < A);
+        const n = (node * BigInt(scale)) / 100n;
+        assert.ok(s.nodes[0].size % A === 0n && s.nodes[0].size >= n && s.nodes[0].size - n < A);
+        assert.equal(s.total, s.lowmem + s.global + s.nodes[0].size);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('property: cold-boot scratch areas are aligned, disjoint, outside prior reservations, lowmem below the limit, nodes on their node', () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom('2G', '3G', '6G'),
+      fc.integer({ min: 1, max: 3 }),
+      fc.array(fc.tuple(fc.bigInt({ min: 0n, max: 5n << 30n }), fc.bigInt({ min: 1n, max: 256n * M })), {
+        maxLength: 8,
+      }),
+      fc.bigInt({ min: 0n, max: 256n * M }),
+      fc.bigInt({ min: 0n, max: 512n * M }),
+      fc.bigInt({ min: 1n, max: 256n * M }),
+      (mem, numa, pre, L, G, P) => {
+        const m = Machine.create({ memory: mem, numa });
+        const mb = memblockFor(m);
+        for (const [b, sz] of pre) mb.reserve(b, sz, NUMA_NO_NODE, MEMBLOCK_RSRV_KERN);
+        const r = reserveScratch(mb, {
+          ...opts(m, 'flat-explicit'),
+          config: { scale: 0, lowmem: L, global: G, pernode: P },
+        });
+        if (!r.ok) return;
+        assert.equal(r.areas.length, numa + 2);
+        for (const a of r.areas) assert.equal(a.addr % A, 0n);
+        assert.ok(r.areas[0].addr + r.areas[0].size <= 0xffffffffn);
+        const spans = r.areas.filter((a) => a.size > 0n).map((a) => [a.addr, a.addr + a.size] as const);
+        for (let i = 0; i < spans.length; i++) {
+          for (let j = i + 1; j < spans.length; j++)
+            assert.ok(spans[i][1] <= spans[j][0] || spans[j][1] <= spans[i][0]);
+          for (const [b, sz] of pre)
+            assert.ok(spans[i][1] <= b || b + sz <= spans[i][0], 'overlaps a prior reservation');
+          assert.ok(m.isRam(spans[i][0], spans[i][1] - spans[i][0]));
+        }
+        r.areas.slice(2).forEach((a, nid) => {
+          if (a.size > 0n) assert.deepEqual([m.nodeOf(a.addr), m.nodeOf(a.addr + a.size - 1n)], [nid, nid]);
+        });
+      },
+    ),
+    { numRuns: 100 },
+  );
 });
