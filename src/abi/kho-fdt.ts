@@ -636,9 +636,15 @@ export class KhoRootBuilder {
       this.writeSw(memoryMap, this.pending);
       return;
     }
-    const rw = FdtRw.openInPlace(this.buf, this.buf.length);
-    rw.setpropInplace(0, KHO_FDT_MEMORY_MAP_PROP_NAME, this.u64(memoryMap));
-    this.buf = rw.buffer;
+    // Overwritten in place (same length): no open_into, so totalsize and layout stay as they are.
+    const blob = parseFdt(this.blob());
+    const p = blob.root.props.find((q) => q.name === KHO_FDT_MEMORY_MAP_PROP_NAME);
+    if (p?.value.length !== 8) {
+      throw new KhoError('KHO_ROOT_NO_MEMORY_MAP', 'the root has no 8-byte preserved-memory-map to patch', {
+        path: `/:${KHO_FDT_MEMORY_MAP_PROP_NAME}`,
+      });
+    }
+    this.buf.set(this.u64(memoryMap), blob.header.offDtStruct + p.offset + 12);
   }
 
   /** Whether the FDT exists (always for live profiles; after finalize for kho-v1-6.16). */
