@@ -207,12 +207,16 @@ test("deep trees print without recursion (4096 levels, the reader's limit)", () 
   assert.ok(text.endsWith('\t};\n};\n'));
 });
 
-test('a tree whose text would not fit in a string is refused with KHO_DTS_TOO_LARGE', () => {
+test('a tree whose text would not fit in a string, or in maxLength, is refused with KHO_DTS_TOO_LARGE', () => {
+  const tooLarge = (e: unknown) => e instanceof KhoError && e.code === 'KHO_DTS_TOO_LARGE';
   // 20000 levels of indentation add up to ~600 million tabs.
-  assert.throws(
-    () => toDts(chain(20000)),
-    (e: unknown) => e instanceof KhoError && e.code === 'KHO_DTS_TOO_LARGE',
-  );
+  assert.throws(() => toDts(chain(20000)), tooLarge);
+  // The 4-level chain prints as 132 characters, counted by hand: header 11, `/ {` 4, `};` 3, and per
+  // level d a blank line 1, `n {` d + 4, `v = <0x0i>;` d + 1 + 12, `};` d + 3: 11 + 4 + 3 + sum(3d + 21).
+  const small = chain(4);
+  assert.equal(toDts(small).length, 132);
+  assert.throws(() => toDts(small, { maxLength: 100 }), tooLarge);
+  assert.equal(toDts(small, { maxLength: 1000 }).length, 132);
 });
 
 test('a cyclic or shared node is refused with KHO_DTS_NOT_A_TREE instead of printing forever', () => {

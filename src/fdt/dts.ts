@@ -29,10 +29,11 @@
  *   are not printed (libfdt and dtc agree on that terminator).
  * - Iterative (an explicit stack, never recursion). The text is linear in the tree's size except for
  *   indentation, which grows with depth (as dtc's does): a 4096-deep chain, the reader's limit, prints
- *   as ~25 MB. A tree whose text could exceed the longest string JavaScript holds (~512 MiB) is refused
- *   up front with `KHO_DTS_TOO_LARGE` instead of exhausting memory (no tree the reader accepts from a
- *   blob under ~64 MiB comes near that), and a node object reached twice (a cycle or a shared sub-tree,
- *   which no blob can encode) with `KHO_DTS_NOT_A_TREE`; otherwise it never throws.
+ *   as ~17 MB, and a hostile blob of a few MB with many properties that deep could print as gigabytes.
+ *   So the length is bounded before any text is built: past `maxLength` (default and ceiling: the
+ *   longest string JavaScript holds, ~512 MiB) it throws `KHO_DTS_TOO_LARGE`. A node object reached
+ *   twice (a cycle or a shared sub-tree, which no blob can encode) throws `KHO_DTS_NOT_A_TREE`.
+ *   Otherwise it never throws.
  */
 import { constants } from 'node:buffer';
 import { KhoError } from '../errors.ts';
@@ -41,6 +42,12 @@ import type { FdtNode, FdtProperty, FdtReserveEntry, FdtTree } from './model.ts'
 export interface ToDtsOptions {
   /** Apply the tree edits dtc's checks make before printing (dropping redundant `name` properties). Default true. */
   dtcChecks?: boolean;
+  /**
+   * Refuse (KHO_DTS_TOO_LARGE) a tree whose text could be longer than this many characters; the
+   * check uses an upper bound (values counted at 4 characters a byte). Default and ceiling: the
+   * longest string JavaScript holds.
+   */
+  maxLength?: number;
 }
 
 /** How dtc 1.6.1 would print a property value from a blob. */
@@ -219,8 +226,8 @@ function latin1Equals(bytes: Uint8Array, s: string): boolean {
  * longest string (`KHO_DTS_TOO_LARGE`). The length bound counts every line's indentation, names and
  * punctuation, and at most 4 characters per value byte (plus delimiters).
  */
-function checkPrintable(tree: FdtTree): void {
-  const limit = constants.MAX_STRING_LENGTH;
+function checkPrintable(tree: FdtTree, maxLength: number): void {
+  const limit = Math.min(maxLength, constants.MAX_STRING_LENGTH);
   const seen = new Set<FdtNode>();
   let total = 16 + tree.reserves.length * 56;
   const stack: [FdtNode, number][] = [[tree.root, 0]];
@@ -236,7 +243,7 @@ function checkPrintable(tree: FdtTree): void {
     for (const p of n.props) total += depth + 1 + p.name.length + 4 * p.value.length + 8;
     if (total > limit) {
       throw new KhoError('KHO_DTS_TOO_LARGE', `the DTS text could take more than ${limit} characters`, {
-        expected: `at most ${limit} characters (a shallower or smaller tree)`,
+        expected: `at most ${limit} characters (a shallower or smaller tree, or a larger maxLength)`,
       });
     }
     for (const c of n.children) stack.push([c, depth + 1]);
@@ -251,7 +258,7 @@ interface Frame {
 
 /** The tree as `dtc -I dtb -O dts` prints it, as a binary (latin1) string. */
 export function toDts(tree: FdtTree, opts: ToDtsOptions = {}): string {
-  checkPrintable(tree);
+  checkPrintable(tree, opts.maxLength ?? constants.MAX_STRING_LENGTH);
   const out: string[] = ['/dts-v1/;\n\n', ...reserveLines(tree.reserves)];
   const drop = opts.dtcChecks === false ? new Set<FdtProperty>() : redundantNameProps(tree.root);
 
