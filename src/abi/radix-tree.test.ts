@@ -4,11 +4,14 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { isKhoError } from '../errors.ts';
+import { encodeBitmapChunks } from './bitmap-chunks.ts';
 import { openMemoryDir } from './memory/dir.ts';
 import { memoryFromBytes, type PhysMemory, SparseMemory, u64Bytes } from './memory/image.ts';
+import { getProfile } from './profile.ts';
 import {
   blocksBytes,
   countBlocksByOrder,
+  decodePreservedMemoryMap,
   decodeRadixKey,
   decodeRadixTree,
   encodeRadixTree,
@@ -427,4 +430,32 @@ test('big-endian trees store table entries and bitmap words big-endian (hand-der
     { pa: 0x1_0000_0000n, order: 0 },
     { pa: 0x1_0000_9000n, order: 0 },
   ]);
+});
+
+test('decodePreservedMemoryMap picks the format from the profile', () => {
+  const blocks = [
+    { pa: 0x200000n, order: 9 },
+    { pa: 0x5000n, order: 0 },
+  ];
+  const m1 = new SparseMemory();
+  const t = encodeRadixTree(blocks, m1);
+  const r = decodePreservedMemoryMap(m1, t.root, getProfile('kho-v4'));
+  assert.equal(r.format, 'radix-tree');
+  assert.deepEqual(r.blocks, [...blocks].reverse());
+  assert.deepEqual(r.trackerPages, t.pages);
+  const m2 = new SparseMemory();
+  const c = encodeBitmapChunks(blocks, m2);
+  const v1 = decodePreservedMemoryMap(m2, c.head, getProfile('kho-v1'));
+  assert.equal(v1.format, 'bitmap-chunks');
+  assert.deepEqual(v1.blocks, [...blocks].reverse());
+  assert.deepEqual(new Set(v1.trackerPages), new Set([...c.chunks, ...c.bitmaps]));
+  assert.deepEqual(decodePreservedMemoryMap(m2, 0n, getProfile('kho-v1')).blocks, []);
+  assert.equal(
+    codeOf(() => decodePreservedMemoryMap(m2, 0n, getProfile('kho-v2'))),
+    'KHO_RADIX_NO_ROOT',
+  );
+  assert.equal(
+    codeOf(() => decodePreservedMemoryMap(m2, 0x1000n, getProfile('kho-v4', { pageSize: 16384 }))),
+    'KHO_UNSUPPORTED_PAGE_SIZE',
+  );
 });

@@ -26,6 +26,7 @@
  * children in that order), so a simulator with the kernel's allocator gets the kernel's addresses.
  */
 import { type Finding, findingFromError, isKhoError, KhoError } from '../errors.ts';
+import { decodeBitmapChunks } from './bitmap-chunks.ts';
 import {
   cmpBig,
   hex,
@@ -36,7 +37,7 @@ import {
   u64Bytes,
   view,
 } from './memory/image.ts';
-import type { Endianness } from './profile.ts';
+import type { AbiProfile, Endianness } from './profile.ts';
 
 /** Profiles whose memory map is this radix tree. */
 export const RADIX_TREE_PROFILES = ['kho-v2', 'kho-v3', 'kho-v4', 'kho-v4-bootmem'] as const;
@@ -491,4 +492,29 @@ export function blocksBytes(blocks: Iterable<PreservedBlock>, pageSize = 4096): 
   let n = 0n;
   for (const b of blocks) n += BigInt(pageSize) << BigInt(b.order);
   return n;
+}
+
+/**
+ * Decode the `preserved-memory-map` of any era: bitmap chunks for the kho-v1 profiles (0 = nothing
+ * serialized), the radix tree otherwise. An `AbiProfile` from `getProfile()` carries the page size and
+ * byte order, so it can be passed as the options of every decoder in this directory.
+ */
+export function decodePreservedMemoryMap(
+  mem: PhysMemory,
+  address: bigint,
+  profile: Pick<AbiProfile, 'memoryMap' | 'pageSize' | 'endian'>,
+): { format: AbiProfile['memoryMap']; blocks: PreservedBlock[]; trackerPages: bigint[] } {
+  if (profile.memoryMap === 'bitmap-chunks') {
+    const r = decodeBitmapChunks(mem, address, profile);
+    return {
+      format: 'bitmap-chunks',
+      blocks: r.blocks,
+      trackerPages: [
+        ...r.chunks.map((c) => c.pa),
+        ...r.chunks.flatMap((c) => c.entries.map((e) => e.bitmap)),
+      ],
+    };
+  }
+  const r = decodeRadixTree(mem, address, profile);
+  return { format: 'radix-tree', blocks: r.blocks, trackerPages: r.nodes.map((n) => n.pa) };
 }
