@@ -287,6 +287,23 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
   const names = new Map<number, string>();
   const cut = () => truncation !== null && end < structLimit;
 
+  // Name lookups by hostile offsets (every suffix of one long string) must stay linear: the strings
+  // region is decoded once and each position's next NUL is found through a table built on first use.
+  let strRegion: string | null = null;
+  let nextNul: Int32Array | null = null;
+  const nulFrom = (abs: number, scanEnd: number): number => {
+    if (!nextNul || !strRegion) {
+      const len = Math.max(0, scanEnd - strBase);
+      strRegion = buf.toString('latin1', strBase, strBase + len);
+      nextNul = new Int32Array(len);
+      let next = scanEnd;
+      for (let k = len - 1; k >= 0; k--) {
+        if (bytes[strBase + k] === 0) next = strBase + k;
+        nextNul[k] = next;
+      }
+    }
+    return nextNul[abs - strBase] ?? scanEnd;
+  };
   const getName = (nameoff: number, at: number, path: () => string): { name: string; unavailable?: true } => {
     const cached = names.get(nameoff);
     if (cached !== undefined) return { name: cached };
@@ -307,9 +324,8 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
       );
     }
     const stop = Math.min(strEnd, header.totalsize);
-    let i = abs;
     const scanEnd = Math.min(stop, limit);
-    while (i < scanEnd && bytes[i] !== 0) i++;
+    const i = abs < scanEnd ? nulFrom(abs, scanEnd) : scanEnd;
     if (i >= scanEnd) {
       if (scanEnd < stop) return { name: `<strings+0x${nameoff.toString(16)}>`, unavailable: true };
       throw new KhoError(
@@ -322,7 +338,8 @@ export function parseFdt(input: Uint8Array, opts: ParseOptions = {}): FdtBlob {
         },
       );
     }
-    const name = buf.toString('latin1', abs, i);
+    // a slice of the decoded strings region: V8 shares its characters instead of copying them
+    const name = strRegion!.slice(abs - strBase, i - strBase);
     names.set(nameoff, name);
     return { name };
   };
