@@ -77,6 +77,7 @@ const CANONICAL_RSVMAP_START = 40;
 /** Longer property names are checked by length only (DTSpec allows 31 characters). */
 const MAX_CHECKED_NAME = 256;
 
+type Message = string | (() => string);
 type Where = { offset?: number; path?: string | (() => string); expected?: string };
 
 class Collector {
@@ -87,7 +88,8 @@ class Collector {
   private summary: Finding | null = null;
   constructor(private readonly max: number) {}
 
-  add(severity: Severity, code: KhoErrorCode, message: string, where: Where = {}): void {
+  /** `message` and `where.path` may be functions, called only if the finding is kept. */
+  add(severity: Severity, code: KhoErrorCode, message: Message, where: Where = {}): void {
     const isError = severity === 'error';
     if ((isError ? this.errors : this.others) >= this.max) {
       this.dropped++;
@@ -99,17 +101,17 @@ class Collector {
     }
     if (isError) this.errors++;
     else this.others++;
-    const f: Finding = { code, severity, message };
+    const f: Finding = { code, severity, message: typeof message === 'function' ? message() : message };
     const path = typeof where.path === 'function' ? where.path() : where.path;
     if (path !== undefined) f.path = path;
     if (where.offset !== undefined) f.offset = where.offset;
     if (where.expected !== undefined) f.expected = where.expected;
     this.list.push(f);
   }
-  error(code: KhoErrorCode, message: string, where: Where): void {
+  error(code: KhoErrorCode, message: Message, where: Where): void {
     this.add('error', code, message, where);
   }
-  warn(code: KhoErrorCode, message: string, where: Where = {}): void {
+  warn(code: KhoErrorCode, message: Message, where: Where = {}): void {
     this.add('warning', code, message, where);
   }
   finish(): Finding[] {
@@ -512,12 +514,12 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
         } else if (parent) {
           const problem = nodeNameProblem(name);
           if (problem)
-            c.warn(FINDING.nodeName, `node name ${show(name)}: ${problem}`, {
+            c.warn(FINDING.nodeName, () => `node name ${show(name)}: ${problem}`, {
               offset: base + pos + 4,
               path: here,
             });
           if (seen(parent, 'child', name))
-            c.warn(FINDING.duplicateNode, `duplicate node name ${show(name)}`, {
+            c.warn(FINDING.duplicateNode, () => `duplicate node name ${show(name)}`, {
               offset: base + pos,
               path: here,
             });
@@ -578,12 +580,12 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
         } else if (name !== null) {
           const problem = name.length > MAX_CHECKED_NAME ? 'longer than 256 bytes' : propNameProblem(name);
           if (problem)
-            c.warn(FINDING.propName, `property name ${show(name)}: ${problem}`, {
+            c.warn(FINDING.propName, () => `property name ${show(name)}: ${problem}`, {
               offset: base + pos + 8,
               path: here,
             });
           if (seen(frame, 'prop', name))
-            c.warn(FINDING.duplicateProp, `duplicate property ${show(name)}`, {
+            c.warn(FINDING.duplicateProp, () => `duplicate property ${show(name)}`, {
               offset: base + pos,
               path: here,
             });
@@ -656,6 +658,7 @@ function latin1(b: Uint8Array, start: number, end: number): string {
 class PropNames {
   private readonly cache = new Map<number, string | null>();
   private nextNul: Int32Array | null = null;
+  private region = '';
   private readonly regionStart: number;
   private readonly regionEnd: number;
   constructor(
@@ -697,8 +700,9 @@ class PropNames {
     const abs = this.h.offStrings + nameoff;
     const nul = this.nulFrom(abs);
     if (nul < 0) return null;
-    if (nul - abs > MAX_CHECKED_NAME) return latin1(this.bytes, abs, abs + MAX_CHECKED_NAME + 1);
-    return latin1(this.bytes, abs, nul);
+    // slices of the region decoded once share its characters
+    const from = abs - this.regionStart;
+    return this.region.slice(from, from + Math.min(nul - abs, MAX_CHECKED_NAME + 1));
   }
 
   private nulFrom(abs: number): number {
@@ -711,6 +715,7 @@ class PropNames {
         t[i] = next;
       }
       this.nextNul = t;
+      this.region = latin1(this.bytes, this.regionStart, this.regionEnd);
     }
     return this.nextNul[abs - this.regionStart] ?? -1;
   }
@@ -718,7 +723,7 @@ class PropNames {
   private report(nameoff: number, propAt: number, c: Collector, path: () => string): void {
     const { h } = this;
     if (this.badOffset(nameoff)) {
-      c.error('FDT_ERR_BADOFFSET', `property name offset ${nameoff} is outside the strings block`, {
+      c.error('FDT_ERR_BADOFFSET', () => `property name offset ${nameoff} is outside the strings block`, {
         offset: propAt + 8,
         path,
         expected:
@@ -727,7 +732,7 @@ class PropNames {
             : `nameoff < ${h.totalsize - h.offStrings}`,
       });
     } else {
-      c.error('FDT_ERR_TRUNCATED', `property name at strings offset ${nameoff} is not NUL-terminated`, {
+      c.error('FDT_ERR_TRUNCATED', () => `property name at strings offset ${nameoff} is not NUL-terminated`, {
         offset: h.offStrings + nameoff,
         path,
         expected: 'a NUL inside the strings block',
