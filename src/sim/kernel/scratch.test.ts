@@ -4,13 +4,22 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { Machine } from '../machine/machine.ts';
 import { parseKernelCommandLine } from './cmdline.ts';
-import { MEMBLOCK_RSRV_KERN, type Memblock, memblockFromRam, NUMA_NO_NODE } from './memblock.ts';
+import {
+  MEMBLOCK_RSRV_KERN,
+  type Memblock,
+  memblockFromRam,
+  NUMA_NO_NODE,
+  ReserveMemTable,
+} from './memblock.ts';
 import {
   adoptScratch,
   computeScratchSizes,
   formatScratchDebugfs,
+  ISA_END_ADDRESS,
   parseScratchDebugfs,
   reserveScratch,
+  scratchOverlaps,
+  x86LowMemoryScratch,
 } from './scratch.ts';
 
 const VEC = new URL('../../../test/vectors/linux-7.3.4/', import.meta.url);
@@ -219,6 +228,16 @@ test('next kernel: adopted scratch is the only place memblock allocates from', (
     const a = mb.physAlloc(M, M);
     assert.ok(areas.some((s) => a >= s.addr && a + M <= s.addr + s.size));
   }
+  // a reserve_mem= region allocated afresh on a KHO boot lands in scratch (the source's TODO)
+  const t = new ReserveMemTable();
+  const rm = t.handle('4M:4096:fresh', mb);
+  assert.ok(rm.result === 'allocated' && scratchOverlaps(areas, rm.entry.start, rm.entry.size));
+  // the x86 quirk: the first megabyte is usable for the trampoline only while it is marked
+  assert.equal(mb.physAllocRange(0x1000n, 0x1000n, 0n, ISA_END_ADDRESS), 0n);
+  x86LowMemoryScratch(mb, true);
+  assert.equal(mb.physAllocRange(0x1000n, 0x1000n, 0n, ISA_END_ADDRESS), 0x9e000n);
+  x86LowMemoryScratch(mb, false);
+  assert.equal(mb.physAllocRange(0x1000n, 0x1000n, 0n, ISA_END_ADDRESS), 0n);
   assert.equal(parseScratchDebugfs('0x1\n', '0x1\n0x2\n'), null);
   assert.equal(parseScratchDebugfs('zz\n', '0x1\n'), null);
 });

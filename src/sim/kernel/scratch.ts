@@ -221,6 +221,19 @@ export function adoptScratch(
   mb.setKhoScratchOnly();
 }
 
+/** ISA_END_ADDRESS: the end of the x86 real-mode first megabyte. */
+export const ISA_END_ADDRESS = 0x100000n;
+
+/**
+ * The x86 KHO-boot quirk (spec §3.5): while e820 memory is set up on a KHO boot, `[0, ISA_END_ADDRESS)`
+ * is marked KHO_SCRATCH so the real-mode trampoline can be allocated in scratch-only mode; the marking
+ * is cleared afterwards (`on = false`).
+ */
+export function x86LowMemoryScratch(mb: Memblock, on: boolean): void {
+  if (on) mb.markKhoScratch(0n, ISA_END_ADDRESS);
+  else mb.clearKhoScratch(0n, ISA_END_ADDRESS);
+}
+
 /** debugfs `out/scratch_len` and `out/scratch_phys`: one `0x%llx` line per area, array order. */
 export function formatScratchDebugfs(areas: readonly KhoScratchArea[]): {
   scratchLen: string;
