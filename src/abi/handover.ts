@@ -22,9 +22,11 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { type Finding, KhoError, type Severity } from '../errors.ts';
 import { parseFdt } from '../fdt/reader.ts';
+import { decodeBitmapChunks } from './bitmap-chunks.ts';
 import { acceptKexecMetadata, type KexecMetadata, KHO_METADATA_NODE_NAME } from './kexec-metadata.ts';
 import { decodeKhoRoot, type KhoRoot } from './kho-fdt.ts';
 import { decodeKhoTestFdt, KHO_TEST_COMPAT, KHO_TEST_FDT, type KhoTestFdt } from './kho-test.ts';
+import { decodeLuoSer, decodeLuoState, LUO_SER_SIZE, validateLuoSer } from './luo.ts';
 import {
   decodeMemblockFdt,
   MEMBLOCK_KHO_FDT,
@@ -66,7 +68,14 @@ export interface SubBlob {
   memblock?: MemblockFdt;
   khoTest?: KhoTestFdt;
   metadata?: KexecMetadata & { logLine?: string; warning?: string };
-  luo?: { compatible: string; liveupdateNumber: bigint; sessions: bigint; flb: bigint };
+  luo?: {
+    compatible: string;
+    liveupdateNumber: bigint;
+    sessions: bigint;
+    flb: bigint;
+    /** With a memory image: sessions (name, file compatibles) and the number of FLBs. */
+    state?: { sessions: { name: string; files: string[] }[]; flbs: number };
+  };
   /** For a generic FDT: its root compatible and node count. */
   fdt?: { compatible?: string; nodes: number; totalsize: number };
 }
@@ -173,6 +182,7 @@ export function decodeSubBlob(
   profile: AbiProfile,
   findings: Finding[],
   where: string,
+  mem?: PhysMemory,
 ): Omit<SubBlob, 'name' | 'source' | 'phys' | 'size'> {
   const base = { length: bytes.length };
   if (isFdt(bytes)) {
@@ -240,19 +250,32 @@ export function decodeSubBlob(
   }
   if (name === LUO_NODE_NAME) {
     const text = Buffer.from(bytes.subarray(0, 8)).toString('latin1');
-    if (bytes.length >= 32 && text.startsWith('luo-v')) {
-      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-      const le = profile.endian === 'little';
-      return {
+    if (bytes.length >= LUO_SER_SIZE && text.startsWith('luo-v')) {
+      const l = decodeLuoSer(bytes, profile.endian);
+      for (const f of validateLuoSer(bytes, profile.endian))
+        findings.push({ ...f, path: `${where}${f.path ?? ''}` });
+      const out: Omit<SubBlob, 'name' | 'source' | 'phys' | 'size'> = {
         ...base,
         kind: 'LUO',
         luo: {
-          compatible: text.replace(/\0.*$/s, ''),
-          liveupdateNumber: dv.getBigUint64(8, le),
-          sessions: dv.getBigUint64(16, le),
-          flb: dv.getBigUint64(24, le),
+          compatible: l.compatible,
+          liveupdateNumber: l.liveupdateNum,
+          sessions: l.sessionsPa,
+          flb: l.flbsPa,
         },
       };
+      if (mem) {
+        try {
+          const st = decodeLuoState(mem, bytes, { pageSize: profile.pageSize, endian: profile.endian });
+          out.luo!.state = {
+            sessions: st.sessions.map((x) => ({ name: x.name, files: x.files.map((f) => f.compatible) })),
+            flbs: st.flbs.flbs.length,
+          };
+        } catch (e) {
+          findings.push({ ...asFinding(e, where), severity: 'warning' });
+        }
+      }
+      return out;
     }
     findings.push(
       fnd(
@@ -340,23 +363,15 @@ function decodePreserved(
   profile: AbiProfile,
   findings: Finding[],
 ): PreservedSummary | undefined {
-  if (profile.memoryMap !== 'radix-tree') {
-    findings.push(
-      fnd(
-        'KHO_MEMORY_MAP_UNSUPPORTED',
-        'info',
-        `the ${profile.memoryMap} memory map of ${profile.name} is not decoded here yet`,
-        '/:preserved-memory-map',
-      ),
-    );
-    return undefined;
-  }
   try {
-    const r = decodeRadixTree(mem, root, { pageSize: profile.pageSize, endian: profile.endian });
-    const list = r.blocks;
+    const opts = { pageSize: profile.pageSize, endian: profile.endian };
+    const list =
+      profile.memoryMap === 'radix-tree'
+        ? decodeRadixTree(mem, root, opts).blocks
+        : decodeBitmapChunks(mem, root, opts).blocks;
     return {
       root,
-      format: 'radix-tree',
+      format: profile.memoryMap,
       blocks: list.length,
       bytes: blocksBytes(list, profile.pageSize),
       byOrder: countBlocksByOrder(list),
@@ -508,7 +523,7 @@ export function decodeHandover(input: HandoverInput): Handover {
       kind: 'raw',
       length: 0,
     };
-    if (bytes) Object.assign(sb, decodeSubBlob(st.name, bytes, profile, findings, where));
+    if (bytes) Object.assign(sb, decodeSubBlob(st.name, bytes, profile, findings, where, input.memory));
     if (preserved && st.phys !== undefined && !covered(preserved.ranges, st.phys, st.size ?? 1n)) {
       findings.push(
         fnd(

@@ -91,6 +91,11 @@ function subBlobLines(s: SubBlob, direction: 'in' | 'out' | undefined): string[]
     out.push(
       `${head}LUO (${l.compatible}): liveupdate number ${l.liveupdateNumber}, sessions at ${hex(l.sessions)}, FLB at ${hex(l.flb)}${src}`,
     );
+    if (l.state) {
+      out.push(`      ${l.state.sessions.length} session(s), ${l.state.flbs} FLB(s)`);
+      for (const x of l.state.sessions)
+        out.push(`      session ${JSON.stringify(x.name)}: ${x.files.length} file(s) ${x.files.join(', ')}`);
+    }
   } else if (s.fdt) {
     out.push(
       `${head}FDT (${s.fdt.compatible ?? 'no compatible'}), ${s.fdt.nodes} node(s), ${s.fdt.totalsize} B${src}`,
