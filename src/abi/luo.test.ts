@@ -12,6 +12,7 @@ import {
   encodeLuoSer,
   LUO_ABI_COMPATIBLE,
   validateLuoSer,
+  validateLuoState,
 } from './luo.ts';
 import { openMemoryDir } from './memory/dir.ts';
 import { memoryFromBytes, SparseMemory, u64Bytes } from './memory/image.ts';
@@ -203,4 +204,32 @@ test('hostile FLB headers and session pointers give typed errors', () => {
     validateLuoSer(encodeLuoSer({ liveupdateNum: 0n, sessionsPa: 0x10n, flbsPa: 0n })).map((f) => f.code),
     ['KHO_LUO_ZERO_NUMBER', 'KHO_LUO_UNALIGNED'],
   );
+});
+
+test('validateLuoState reports problems in every part', () => {
+  const mem = new SparseMemory({ allocBase: 0x100000n });
+  const file = (tok: bigint, data: bigint, compat = 'other-v1') =>
+    cat(cstr(compat, 48), u64Bytes(data), u64Bytes(tok));
+  const files = encodeBlockSet(mem, [file(1n, 0n), file(1n, 0n), file(2n, 0x9990000n, 'memfd-v2')], 64);
+  const s1 = cat(cstr('a', 64), u64Bytes(files.head), u64Bytes(5n));
+  const s2 = cat(cstr('a', 64), u64Bytes(0n), u64Bytes(0n));
+  const sessions = encodeBlockSet(mem, [s1, s2], 80);
+  const blob = encodeLuoSer({ liveupdateNum: 1n, sessionsPa: sessions.head, flbsPa: 0x7770000n });
+  assert.deepEqual(
+    validateLuoState(mem, blob).map((f) => [f.code, f.path]),
+    [
+      ['KHO_LUO_FILE_COUNT', 'session "a"'],
+      ['KHO_LUO_DUPLICATE_TOKEN', 'session "a" token 0x1'],
+      ['KHO_PTR_OUTSIDE_MEMORY', 'session "a" token 0x2 phys:0x9990000'],
+      ['KHO_LUO_DUPLICATE_SESSION', 'session "a"'],
+      ['KHO_PTR_OUTSIDE_MEMORY', 'flbs phys:0x7770000'],
+    ],
+  );
+  const vec = new Uint8Array(readFileSync(join(LUO, 'stage1/out/blobs/LUO')));
+  const m = openMemoryDir(join(LUO, 'stage1/mem'));
+  try {
+    assert.deepEqual(validateLuoState(m, vec), []);
+  } finally {
+    m.close();
+  }
 });

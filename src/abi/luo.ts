@@ -357,3 +357,78 @@ export function decodeLuoState(mem: PhysMemory, blob: Uint8Array, opts: LuoOptio
   }));
   return { luo, sessions, flbs: decodeLuoFlbs(mem, luo.flbsPa, opts) };
 }
+
+/**
+ * Every problem reachable from a `LUO` blob: the struct itself, then each session, file set, memfd and
+ * the FLB region, each checked on its own so one broken part does not hide the others.
+ */
+export function validateLuoState(mem: PhysMemory, blob: Uint8Array, opts: LuoOptions = {}): Finding[] {
+  const out = validateLuoSer(blob, opts.endian);
+  if (out.some((f) => f.severity === 'error')) return out;
+  const luo = decodeLuoSer(blob, opts.endian);
+  const guard = (path: string, fn: () => void) => {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof KhoError)) throw e;
+      out.push({
+        code: e.code,
+        severity: 'error',
+        message: e.message,
+        path: e.path ? `${path} ${e.path}` : path,
+      });
+    }
+  };
+  guard('sessions', () => {
+    const names = new Set<string>();
+    for (const s of decodeLuoSessions(mem, luo.sessionsPa, opts)) {
+      const path = `session ${JSON.stringify(s.name)}`;
+      if (names.has(s.name)) {
+        out.push({
+          code: 'KHO_LUO_DUPLICATE_SESSION',
+          severity: 'error',
+          message: `two sessions named ${JSON.stringify(s.name)}`,
+          path,
+        });
+      }
+      names.add(s.name);
+      guard(path, () => {
+        const files = decodeLuoFiles(mem, s.filesPa, opts);
+        if (BigInt(files.length) !== s.fileCount) {
+          out.push({
+            code: 'KHO_LUO_FILE_COUNT',
+            severity: 'warning',
+            message: `file set count ${s.fileCount} but its blocks hold ${files.length} files`,
+            path,
+          });
+        }
+        const tokens = new Set<bigint>();
+        for (const f of files) {
+          const fpath = `${path} token ${hex(f.token)}`;
+          if (tokens.has(f.token)) {
+            out.push({
+              code: 'KHO_LUO_DUPLICATE_TOKEN',
+              severity: 'error',
+              message: `token ${hex(f.token)} used twice`,
+              path: fpath,
+            });
+          }
+          tokens.add(f.token);
+          if (f.compatible === 'memfd-v2' || f.compatible === 'memfd-v1') {
+            guard(fpath, () => {
+              const size = f.compatible === 'memfd-v2' ? MEMFD_LUO_SER_SIZE_V2 : MEMFD_LUO_SER_SIZE_V1;
+              const ser = decodeMemfdLuoSer(
+                mem.read(f.data, size),
+                f.compatible as 'memfd-v1' | 'memfd-v2',
+                opts.endian,
+              );
+              decodeMemfdFolios(mem, ser, opts);
+            });
+          }
+        }
+      });
+    }
+  });
+  guard('flbs', () => decodeLuoFlbs(mem, luo.flbsPa, opts));
+  return out;
+}

@@ -15,7 +15,13 @@ import {
   decodeKexecMetadata,
   validateKexecMetadata,
 } from '../../src/abi/kexec-metadata.ts';
-import { decodeLuoSer, decodeLuoState, decodeMemfdLuoSer, validateLuoSer } from '../../src/abi/luo.ts';
+import {
+  decodeLuoSer,
+  decodeLuoState,
+  decodeMemfdLuoSer,
+  validateLuoSer,
+  validateLuoState,
+} from '../../src/abi/luo.ts';
 import { openMemoryDir } from '../../src/abi/memory/dir.ts';
 import { parseElfCore } from '../../src/abi/memory/elfcore.ts';
 import { memoryFromBytes, type PhysMemory } from '../../src/abi/memory/image.ts';
@@ -182,6 +188,7 @@ test('kexec-metadata, scratch, LUO, memfd: mutated vector blobs and random bytes
         dv.setBigUint64(16, h.pick(), true);
         dv.setBigUint64(24, h.pick(), true);
         only(() => decodeLuoState(h.mem, blob));
+        only(() => validateLuoState(h.mem, blob));
         const text = new TextDecoder().decode(mutate(new TextEncoder().encode(phys), seed, n));
         only(() => parseScratchText(text));
         only(() => scratchFromDebugfs(text, len));
