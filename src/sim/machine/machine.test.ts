@@ -24,6 +24,9 @@ test('spec: sizes and derived constants', () => {
   assert.equal(a16.cmaMinAlignment, 32n << 20n); // 16 KiB << 11
   const a64 = resolveMachineSpec({ memory: '4G', arch: 'arm64', pageSize: 65536 });
   assert.equal(a64.cmaMinAlignment, 512n << 20n); // 64 KiB << 13
+  assert.equal(a64.archLowAddressLimit, 0xffffffffn); // RAM [1G, 5G): DMA zone ends at 4 GiB
+  // RAM [1G, 3G): the DMA zone ends with DRAM, so the limit is 3 GiB - 1
+  assert.equal(resolveMachineSpec({ memory: '2G', arch: 'arm64' }).archLowAddressLimit, 0xbfffffffn);
 });
 
 test('spec: invalid machines are refused with SIM_BAD_SPEC naming the field', () => {

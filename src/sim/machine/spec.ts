@@ -11,8 +11,9 @@
  *   0xffffffff (the generic default in include/linux/memblock.h: an inclusive-style end, 4 GiB - 1).
  * - arm64: 4 KiB (MAX_PAGE_ORDER 10, pageblock 9 → 2 MiB), 16 KiB (11, 11 → 32 MiB), 64 KiB (13, 13 →
  *   512 MiB): ARCH_FORCE_MAX_ORDER defaults and pageblock_order = min(HUGETLB_PAGE_ORDER, MAX_PAGE_ORDER)
- *   with HPAGE = PMD size. ARCH_LOW_ADDRESS_LIMIT is the DMA limit; the model uses 0xffffffff too (the
- *   QEMU virt machine's RAM starts at 1 GiB, so the low 3 GiB of RAM are "low").
+ *   with HPAGE = PMD size. ARCH_LOW_ADDRESS_LIMIT is `arm64_dma_phys_limit - 1`; with RAM starting
+ *   below 4 GiB (QEMU virt: at 1 GiB) and no firmware DMA constraint, arm64_dma_phys_limit =
+ *   min(4 GiB, end of DRAM) (`max_zone_phys`), so the limit is min(4 GiB, 1 GiB + RAM) - 1.
  */
 import { KhoError } from '../../errors.ts';
 
@@ -45,6 +46,9 @@ export interface MachineSpec {
   /** ARCH_LOW_ADDRESS_LIMIT (the lowmem scratch bound). */
   archLowAddressLimit: bigint;
 }
+
+/** Where QEMU virt (arm64) puts RAM. */
+const ARM64_RAM_START = 0x40000000n;
 
 /** Smallest machine the model accepts (64 MiB) and smallest node (16 MiB). */
 export const MIN_MEMORY = 64n << 20n;
@@ -135,6 +139,9 @@ export function resolveMachineSpec(input: MachineSpecInput): MachineSpec {
     maxPageOrder,
     pageblockOrder,
     cmaMinAlignment: BigInt(pageSize) << BigInt(pageblockOrder),
-    archLowAddressLimit: 0xffffffffn,
+    archLowAddressLimit:
+      arch === 'arm64' && ARM64_RAM_START + memorySize < 1n << 32n
+        ? ARM64_RAM_START + memorySize - 1n
+        : 0xffffffffn,
   };
 }
