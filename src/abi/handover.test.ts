@@ -9,8 +9,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import fc from 'fast-check';
+import { encodeBitmapChunks } from './bitmap-chunks.ts';
 import { decodeHandover, diffHandovers, loadHandoverPath, subtractRanges } from './handover.ts';
-import { memoryFromBytes } from './memory/image.ts';
+import { KhoRootBuilder } from './kho-fdt.ts';
+import { encodeMemblockFdt } from './memblock.ts';
+import { memoryFromBytes, SparseMemory } from './memory/image.ts';
+import { openMemoryImage } from './memory/open.ts';
+import { encodeRadixTree } from './radix-tree.ts';
 
 const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
 const SCENARIOS = [
@@ -206,4 +212,60 @@ test('subtractRanges: hand-computed interval differences', () => {
   assert.deepEqual(subtractRanges([r(0, 100)], [r(10, 20), r(50, 60)]), [r(0, 10), r(20, 50), r(60, 100)]);
   assert.deepEqual(subtractRanges([r(0, 10)], [r(0, 10)]), []);
   assert.deepEqual(subtractRanges([r(0, 10)], [r(20, 30)]), [r(0, 10)]);
+});
+
+test('synthetic handovers of other eras: kho-v1 (bitmap chunks, fdt) and kho-v2 (radix) decode whole', () => {
+  // Hand-chosen preserved blocks (address, order); the sub-blobs live in preserved pages.
+  const blocks = [
+    { pa: 0x200000n, order: 0 },
+    { pa: 0x204000n, order: 2 },
+    { pa: 0x400000n, order: 9 },
+  ];
+  const memblock = encodeMemblockFdt([{ name: 'trace', start: 0x400000n, size: 0x200000n }]);
+  for (const profile of ['kho-v1', 'kho-v2'] as const) {
+    const mem = new SparseMemory({ allocBase: 0x1000000n });
+    mem.write(0x200000n, memblock);
+    const map =
+      profile === 'kho-v1' ? encodeBitmapChunks(blocks, mem).head : encodeRadixTree(blocks, mem).root;
+    const b = new KhoRootBuilder(profile, map);
+    b.addSubtree('memblock', 0x200000n);
+    if (profile === 'kho-v1') b.finalize(map);
+    const h = decodeHandover({ fdt: b.blob(), memory: mem });
+    assert.equal(h.profile, profile);
+    assert.deepEqual(h.findings, []);
+    assert.deepEqual(h.preserved?.list, blocks);
+    assert.equal(h.preserved?.format, profile === 'kho-v1' ? 'bitmap-chunks' : 'radix-tree');
+    // No blob-size before kho-v3: the FDT's own totalsize is read.
+    assert.equal(h.subBlobs[0]?.length, memblock.length);
+    assert.deepEqual(h.reserveMem, [{ name: 'trace', start: 0x400000n, size: 0x200000n }]);
+  }
+});
+
+test('fuzz: mutated real roots and sub-blobs never crash decodeHandover (findings only, bounded time)', () => {
+  const whole = readFileSync(join(VEC, 'flat-explicit/stage1/out/fdt.whole'));
+  const mem = openMemoryImage(join(VEC, 'flat-explicit/stage1/mem'));
+  const files = new Map(
+    ['memblock', 'kho_test', 'kexec-metadata'].map((n) => [
+      n,
+      readFileSync(join(VEC, 'flat-explicit/stage1/out/sub_fdts', n)),
+    ]),
+  );
+  fc.assert(
+    fc.property(
+      fc.constantFrom('root', 'memblock', 'kho_test', 'kexec-metadata'),
+      fc.array(fc.tuple(fc.nat({ max: 352 }), fc.nat({ max: 255 })), { minLength: 1, maxLength: 6 }),
+      fc.boolean(),
+      (target, muts, withMem) => {
+        const root = Uint8Array.from(whole);
+        const subs = new Map([...files].map(([k, v]) => [k, Uint8Array.from(v)]));
+        const buf = target === 'root' ? root : subs.get(target)!;
+        for (const [i, v] of muts) if (i < buf.length) buf[i] = v;
+        const t0 = performance.now();
+        const h = decodeHandover({ fdt: root, subBlobFiles: subs, ...(withMem ? { memory: mem } : {}) });
+        assert.ok(performance.now() - t0 < 500);
+        assert.ok(h.findings.every((f) => typeof f.code === 'string'));
+      },
+    ),
+    { numRuns: 150 },
+  );
 });
