@@ -64,6 +64,17 @@ test('levels: filtering and raw priorities; multi-line text becomes one record p
     '<3>[    0.000000] KHO: Failed to reserve lowmem scratch buffer\n<4>[    0.000000] KHO: Failed to reserve scratch area, disabling kexec handover\n',
   );
   assert.deepEqual(log.messages().slice(3), ['a', 'b']);
+  log.emit(
+    { level: 'warning', text: "Malformed early option 'kho_scratch'" },
+    { level: 'notice', text: 'x' },
+  );
+  assert.deepEqual(
+    log.records.slice(-2).map((r) => [r.level, r.text]),
+    [
+      ['warning', "Malformed early option 'kho_scratch'"],
+      ['notice', 'x'],
+    ],
+  );
 });
 
 test('the buffer drops the oldest records past its capacity', () => {

@@ -115,6 +115,11 @@ export class KernelLog {
     }
   }
 
+  /** Append result lines from the parsers and allocators (`{ level, text }`), in order. */
+  emit(...lines: readonly { level: LogLevel; text: string }[]): void {
+    for (const l of lines) this.log(l.level, l.text);
+  }
+
   emerg(t: string): void {
     this.log('emerg', t);
   }
