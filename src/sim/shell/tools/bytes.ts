@@ -99,7 +99,7 @@ export function head(ctx: CommandContext): CommandResult {
         allBut = s.startsWith('-');
         const n = parseCount(s.replace(/^[-+]/, ''));
         if (n === undefined)
-          throw new UsageError(`head: invalid number of ${k === 'n' ? 'lines' : 'bytes'}: ${quote(s)}`);
+          throw new UsageError(`head: invalid number of ${k === 'n' ? 'lines' : 'bytes'}: ${quote(s)}`, true);
         mode = k;
         count = n;
       }
@@ -132,7 +132,7 @@ export function tail(ctx: CommandContext): CommandResult {
       fromStart = s.startsWith('+');
       const n = parseCount(s.replace(/^[-+]/, ''));
       if (n === undefined)
-        throw new UsageError(`tail: invalid number of ${k === 'n' ? 'lines' : 'bytes'}: ${quote(s)}`);
+        throw new UsageError(`tail: invalid number of ${k === 'n' ? 'lines' : 'bytes'}: ${quote(s)}`, true);
       mode = k;
       count = n;
     }
@@ -213,13 +213,12 @@ export function wc(ctx: CommandContext): CommandResult {
     const inputs = names.length ? names : ['-'];
     const o = new Out();
     // GNU: stat the inputs (unless one count of one input) and pad to the digits of the regular files'
-    // total size, at least 7 if any input is not a regular file; a failed first stat means no padding.
+    // total size, at least 7 if any input is not a regular file (inputs that fail to stat do not count).
     let width = 1;
     if (!(inputs.length === 1 && nCounts === 1)) {
       let minWidth = 1;
       let regularTotal = 0;
-      let firstFailed = false;
-      inputs.forEach((n, i) => {
+      inputs.forEach((n) => {
         if (n === '-') {
           minWidth = 7;
           return;
@@ -229,10 +228,10 @@ export function wc(ctx: CommandContext): CommandResult {
           if (st.type === 'file') regularTotal += st.size;
           else minWidth = 7;
         } catch {
-          if (i === 0) firstFailed = true;
+          // Reported when read.
         }
       });
-      if (!firstFailed) width = Math.max(String(regularTotal).length, minWidth);
+      width = Math.max(String(regularTotal).length, minWidth);
     }
     const results: { name: string | undefined; c: WcCounts }[] = [];
     for (const n of inputs) {
@@ -346,6 +345,9 @@ export function xxd(ctx: CommandContext): CommandResult {
   if (!plain && cols > 256) return usage('invalid number of columns (max. 256).');
   group ??= 2;
   if (group < 1 || group > cols) group = cols;
+  // On a pipe xxd skips by reading: seeking past the end fails.
+  if (name === '-' && !seekFromEnd && seek > data.length)
+    return { stderr: 'xxd: Sorry, cannot seek.\n', status: 4 };
   let start = seekFromEnd ? Math.max(0, data.length - seek) : seek;
   if (start > data.length) start = data.length;
   let end = data.length;

@@ -28,7 +28,14 @@ export interface ParsedOpts {
   operands: string[];
 }
 
-export class UsageError extends Error {}
+export class UsageError extends Error {
+  /** True when the tool prints only the message, without the `Try ... --help` line. */
+  readonly noTry: boolean;
+  constructor(message: string, noTry = false) {
+    super(message);
+    this.noTry = noTry;
+  }
+}
 
 export function getopts(tool: string, args: string[], spec: OptSpec): ParsedOpts {
   const flags = spec.flags ?? '';
@@ -164,7 +171,8 @@ export function withUsage(
   try {
     return body();
   } catch (e) {
-    if (e instanceof UsageError) return { stderr: `${e.message}\n${tryLine}\n`, status };
+    if (e instanceof UsageError)
+      return { stderr: e.noTry ? `${e.message}\n` : `${e.message}\n${tryLine}\n`, status };
     throw e;
   }
 }
