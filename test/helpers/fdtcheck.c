@@ -2,11 +2,13 @@
  * fdtcheck: the libfdt oracle for kho's FDT validator tests.
  *
  * Reads blobs framed on stdin as [u32 little-endian length][bytes] and prints one line per blob:
- *   "<fdt_check_header result> <fdt_check_full(fdt, length) result>"
+ *   "<fdt_check_header result> <fdt_check_full(fdt, length) result> <read-write probe result>"
  * each as a libfdt error name (FDT_ERR_*), "OK" for 0, "CRASH" if libfdt faulted on the input, or
  * "HANG" if it did not return within 50 ms. Each blob is copied into a fresh 8-byte-aligned
  * buffer with 64 zero bytes of slack after it (so header reads of very short blobs are defined);
- * the length passed to fdt_check_full is the blob's own length.
+ * the length passed to fdt_check_full is the blob's own length. The read-write probe (only run when
+ * fdt_check_full passed, else "-") is fdt_setprop_u32(copy, 0, "kho-probe", 1) on a copy: it fails
+ * with FDT_ERR_BADLAYOUT when libfdt's rw functions refuse the block order, else typically NOSPACE.
  */
 #include <libfdt.h>
 #include <setjmp.h>
@@ -45,7 +47,7 @@ static int read_all(void *dst, size_t n) {
 }
 
 /* Runs one check under the fault/hang guard; returns its printable result. */
-static const char *guarded(int full, const void *fdt, size_t len) {
+static const char *guarded(int which, void *fdt, size_t len) {
   static char buf[32];
   struct itimerval t = {{0, 0}, {0, 50000}}, off = {{0, 0}, {0, 0}};
   why = 0;
@@ -54,7 +56,9 @@ static const char *guarded(int full, const void *fdt, size_t len) {
     return why == SIGALRM ? "HANG" : "CRASH";
   }
   setitimer(ITIMER_REAL, &t, NULL);
-  int r = full ? fdt_check_full(fdt, len) : fdt_check_header(fdt);
+  int r = which == 0   ? fdt_check_header(fdt)
+          : which == 1 ? fdt_check_full(fdt, len)
+                       : fdt_setprop_u32(fdt, 0, "kho-probe", 1);
   setitimer(ITIMER_REAL, &off, NULL);
   snprintf(buf, sizeof buf, "%s", name(r));
   return buf;
@@ -76,7 +80,11 @@ int main(void) {
     char hs[32];
     snprintf(hs, sizeof hs, "%s", h);
     const char *f = guarded(1, fdt, len);
-    printf("%s %s\n", hs, f);
+    char fs[32];
+    snprintf(fs, sizeof fs, "%s", f);
+    const char *rw = "-";
+    if (strcmp(fs, "OK") == 0) rw = guarded(2, fdt, len); /* last: it may write into the buffer */
+    printf("%s %s %s\n", hs, fs, rw);
     free(fdt);
   }
   return 0;

@@ -2,7 +2,8 @@
  * libfdt's own verdict on blobs: `fdtCheck(blobs)` runs Debian's libfdt (`fdt_check_header` and
  * `fdt_check_full(fdt, blob.length)`) through the small C harness `fdtcheck.c`, compiled on first use
  * into a cache directory under the system temp dir (keyed by the source's hash), and returns per blob
- * the two results as libfdt error names (`'OK'` for success, `'CRASH'`/`'HANG'` if libfdt faulted or
+ * the results as libfdt error names (and, for blobs fdt_check_full accepts, what `fdt_setprop` on a
+ * copy says: FDT_ERR_BADLAYOUT when libfdt's read-write functions refuse the block layout) (`'OK'` for success, `'CRASH'`/`'HANG'` if libfdt faulted or
  * did not return within 50 ms). Needs `cc` and libfdt-dev: guard tests with `oracle(t, 'cc', 'libfdt-dev')`.
  */
 import { execFileSync } from 'node:child_process';
@@ -14,6 +15,8 @@ import { join } from 'node:path';
 export interface LibfdtVerdict {
   header: string;
   full: string;
+  /** fdt_setprop_u32 on a copy, only when `full` is OK; '-' otherwise. */
+  rw: string;
 }
 
 const SOURCE = new URL('./fdtcheck.c', import.meta.url).pathname;
@@ -48,8 +51,8 @@ export function fdtCheck(blobs: Uint8Array[]): LibfdtVerdict[] {
   if (lines.length !== blobs.length)
     throw new Error(`fdtcheck answered ${lines.length} of ${blobs.length} blobs`);
   return lines.map((l) => {
-    const [header = '', full = ''] = l.split(' ');
-    return { header, full };
+    const [header = '', full = '', rw = ''] = l.split(' ');
+    return { header, full, rw };
   });
 }
 

@@ -205,7 +205,14 @@ function version(b: Uint8Array): number | null {
 
 /** Compare kho with libfdt on each blob; returns how many fell under each named exception. */
 function compare(blobs: Uint8Array[], verdicts = fdtCheck(blobs)): Record<string, number> {
-  const tally: Record<string, number> = { same: 0, OLD_VERSION: 0, LENGTH_LOOP: 0, READER_REJECTS: 0 };
+  const tally: Record<string, number> = {
+    same: 0,
+    OLD_VERSION: 0,
+    LENGTH_LOOP: 0,
+    READER_REJECTS: 0,
+    rwBadLayout: 0,
+    khoOnlyBadLayout: 0,
+  };
   blobs.forEach((blob, i) => {
     const libfdt = verdicts[i]!.full;
     const findings = checkFdt(blob);
@@ -240,6 +247,13 @@ function compare(blobs: Uint8Array[], verdicts = fdtCheck(blobs)): Record<string
       return;
     }
     assert.equal(first, libfdt, `first error: ${why()}`);
+    // a layout libfdt's read-write functions refuse is a BADLAYOUT warning (kho also warns about
+    // overlaps libfdt's coarser check misses: a reservation list running into the structure block)
+    const warnsLayout = findings.some((f) => f.code === 'FDT_ERR_BADLAYOUT');
+    if (verdicts[i]!.rw === 'FDT_ERR_BADLAYOUT') {
+      assert.ok(warnsLayout, `libfdt rw says BADLAYOUT: ${why()}`);
+      tally.rwBadLayout!++;
+    } else if (warnsLayout && libfdt === 'OK') tally.khoOnlyBadLayout!++;
     if (findings.some((f) => READER_REJECTS.has(f.code))) {
       assert.notEqual(reader, 'OK', `reader must refuse: ${why()}`);
       tally.READER_REJECTS!++;
@@ -257,9 +271,15 @@ test('dtc-compiled random trees and real blobs: libfdt accepts, kho finds no err
   const blobs = [...dtcCompile(trees.map(toDtsSource)), ...realBlobs()];
   const verdicts = fdtCheck(blobs);
   blobs.forEach((b, i) => {
-    assert.deepEqual(verdicts[i], { header: 'OK', full: 'OK' });
-    const errors = checkFdt(b).filter((f) => f.severity === 'error');
-    assert.deepEqual(errors, [], `blob ${i}`);
+    assert.equal(verdicts[i]!.header, 'OK');
+    assert.equal(verdicts[i]!.full, 'OK');
+    assert.notEqual(verdicts[i]!.rw, 'FDT_ERR_BADLAYOUT');
+    const fs = checkFdt(b);
+    assert.deepEqual(
+      fs.filter((f) => f.severity === 'error' || f.code === 'FDT_ERR_BADLAYOUT'),
+      [],
+      `blob ${i}`,
+    );
     parseFdt(b);
   });
 });
@@ -442,7 +462,8 @@ test('layouts libfdt accepts: strings before an unaligned structure block, block
   moved.writeUInt32BE(layout.offStruct, 12);
   moved.writeUInt32BE(layout.offStruct + strings.length, 8);
   const blobs = [new Uint8Array(moved)];
-  assert.deepEqual(fdtCheck(blobs)[0], { header: 'OK', full: 'OK' });
+  // libfdt's read-only functions accept this layout, its read-write ones refuse it
+  assert.deepEqual(fdtCheck(blobs)[0], { header: 'OK', full: 'OK', rw: 'FDT_ERR_BADLAYOUT' });
   const fs = checkFdt(blobs[0]!);
   assert.equal(firstError(fs), undefined);
   assert.deepEqual(
@@ -466,4 +487,56 @@ test('layouts libfdt accepts: strings before an unaligned structure block, block
     })),
     walk!.nodes.map((n) => ({ offset: n.offset, name: n.name, props: n.props })),
   );
+});
+
+test('what kho only warns about, libfdt accepts', (t) => {
+  if (!oracle(t, 'cc', 'libfdt-dev')) return;
+  const root = (...inner: Tok[]) => [tok.begin(''), ...inner, tok.end(), tok.fin()];
+  const cases: [string, Uint8Array][] = [
+    [
+      'KHO_FDT_DUPLICATE_NODE',
+      asmFdt({ struct: root(tok.begin('a'), tok.end(), tok.begin('a'), tok.end()) }).bytes,
+    ],
+    ['KHO_FDT_DUPLICATE_PROP', asmFdt({ struct: root(tok.prop('x'), tok.prop('x')) }).bytes],
+    ['KHO_FDT_NODE_NAME', asmFdt({ struct: root(tok.begin('A B/c'), tok.end()) }).bytes],
+    ['KHO_FDT_PROP_NAME', asmFdt({ struct: root(tok.prop('with space')) }).bytes],
+    ['KHO_FDT_NOP', asmFdt({ struct: root(tok.nop()) }).bytes],
+    ['KHO_FDT_UNUSED_STRINGS', asmFdt({ strings: 'unused\0', struct: root(tok.prop('x')) }).bytes],
+    ['KHO_FDT_STRINGS_UNTERMINATED', asmFdt({ struct: root(tok.prop('x')), strings: 'x\0ab' }).bytes],
+    ['KHO_FDT_TRAILING_DATA', Buffer.concat([asmFdt({ struct: root() }).bytes, Buffer.from([1, 2, 3])])],
+    ['KHO_FDT_STRUCT_SLACK', asmFdt({ struct: [...root(), tok.nop()] }).bytes],
+    ['KHO_FDT_NO_ROOT', asmFdt({ struct: [tok.nop(), tok.fin()] }).bytes],
+    ['KHO_FDT_PROP_OUTSIDE_NODE', asmFdt({ struct: [tok.prop('x'), ...root()] }).bytes],
+    ['KHO_FDT_LENGTH_WRAPS', asmFdt({ struct: root(tok.prop('x', new Uint8Array(0), 0xffffffff)) }).bytes],
+    [
+      'KHO_FDT_RSVMAP_TERMINATOR',
+      asmFdt({
+        struct: root(),
+        patch: (b) => {
+          b.writeUInt32BE(0x1000, 40);
+          return b;
+        },
+      }).bytes,
+    ],
+    [
+      'KHO_FDT_VERSION',
+      asmFdt({
+        struct: root(),
+        patch: (b) => {
+          b.writeUInt32BE(16, 20);
+          return b;
+        },
+      }).bytes,
+    ],
+  ];
+  const libfdt = fdtCheck(cases.map(([, b]) => b));
+  cases.forEach(([code, b], i) => {
+    assert.equal(libfdt[i]!.full, 'OK', code);
+    const fs = checkFdt(b);
+    assert.equal(firstError(fs), undefined, code);
+    assert.ok(
+      fs.some((f) => f.code === code && f.severity !== 'error'),
+      `${code}: ${JSON.stringify(fs)}`,
+    );
+  });
 });
