@@ -381,6 +381,14 @@ export function tr(ctx: CommandContext): CommandResult {
       set1 = [];
       for (let c = 0; c < 256; c++) if (!inSet.has(c)) set1.push(c);
     }
+    if (ops.length > 1 && !del) {
+      const classes = ops[1].match(/\[:[a-z]+:\]/g) ?? [];
+      if (classes.some((c) => c !== '[:upper:]' && c !== '[:lower:]'))
+        throw new UsageError(
+          "tr: when translating, the only character classes that may appear in\nstring2 are 'upper' and 'lower'",
+          true,
+        );
+    }
     const set2 = ops.length > 1 ? expandTrSet(ops[1]) : [];
     const inSet1 = new Array<boolean>(256).fill(false);
     for (const c of set1) inSet1[c] = true;
