@@ -269,3 +269,33 @@ test('fuzz: mutated real roots and sub-blobs never crash decodeHandover (finding
     { numRuns: 150 },
   );
 });
+
+test('fdt.whole and the next kernel’s in/ decoded with the stage-1 image: preserved.json again', () => {
+  for (const sc of ['flat-explicit', 'numa-explicit', 'default-scale', 'luo-memfd']) {
+    const expected = JSON.parse(readFileSync(join(VEC, sc, 'stage1/preserved.json'), 'utf8')) as [
+      string,
+      number,
+    ][];
+    const mem = join(VEC, sc, 'stage1/mem');
+    for (const p of [join(VEC, sc, 'stage1/out/fdt.whole'), join(VEC, sc, 'stage2/in')]) {
+      const h = loadHandoverPath(p, { memoryPath: mem });
+      assert.deepEqual(
+        h.preserved?.list.map((b) => [`0x${b.pa.toString(16)}`, b.order]),
+        expected,
+        p,
+      );
+    }
+  }
+});
+
+test('in/ with its own (later) image: the consumed map is explained, not called invalid', () => {
+  const h = loadHandoverPath(join(VEC, 'flat-explicit/stage2/in'), {
+    memoryPath: join(VEC, 'flat-explicit/stage2/mem'),
+  });
+  assert.equal(h.preserved, undefined);
+  assert.ok(h.findings.some((f) => f.code === 'KHO_MAP_STALE'));
+  assert.deepEqual(
+    h.findings.filter((f) => f.severity === 'error'),
+    [],
+  );
+});

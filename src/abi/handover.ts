@@ -415,7 +415,24 @@ export function decodeHandover(input: HandoverInput): Handover {
   if (root) {
     const mem = input.memory;
     if (mem && root.memoryMap !== undefined && root.memoryMap !== 0n) {
-      preserved = decodePreserved(mem, root.memoryMap, profile, findings);
+      const mapFindings: Finding[] = [];
+      preserved = decodePreserved(mem, root.memoryMap, profile, mapFindings);
+      if (!preserved && input.direction === 'in') {
+        // A kernel walks its incoming map early in boot and does not keep the map's pages: an image
+        // taken later shows whatever reused them (as the 7.3.4 stage-2 captures do).
+        findings.push(
+          fnd(
+            'KHO_MAP_STALE',
+            'info',
+            'the incoming preserved-memory map is consumed at boot and its pages reused; decode it from ' +
+              "an image of the previous kernel's memory taken before the kexec",
+            '/:preserved-memory-map',
+          ),
+          ...mapFindings.map((f) => ({ ...f, severity: 'warning' as const })),
+        );
+      } else {
+        findings.push(...mapFindings);
+      }
     }
     if (root.truncation) {
       const t = root.truncation;
