@@ -274,3 +274,28 @@ test('"Command line:" and "Kernel command line:" lines: the vectors, and wrappin
   assert.equal(kernelCommandLineLines(cmd, 0).length, 1);
   assert.equal(kernelCommandLineLines(cmd).length, 1);
 });
+
+test('too many init arguments or environment variables: no unknown-parameter line, a later panic', () => {
+  const env = Array.from({ length: 31 }, (_, i) => `e${i}=1`).join(' ');
+  // HOME, TERM and 31 more fill envp_init[0..32]: still fine
+  assert.ok(parseKernelCommandLine(env).unknown.line);
+  assert.equal(parseKernelCommandLine(env).unknown.panic, undefined);
+  // a duplicate of an early entry is still fine; one more new variable is not
+  assert.equal(parseKernelCommandLine(`${env} e0=2`).unknown.panic, undefined);
+  const over = parseKernelCommandLine(`${env} extra=1 later=2`).unknown;
+  assert.equal(over.line, null);
+  assert.equal(over.panic, "Too many boot env vars at `extra=1'");
+  const args = Array.from({ length: 33 }, (_, i) => `a${i}`).join(' ');
+  assert.equal(parseKernelCommandLine(args).unknown.panic, "Too many boot init vars at `a32'");
+  assert.equal(parseKernelCommandLine(args.split(' ').slice(0, 32).join(' ')).unknown.panic, undefined);
+});
+
+test('the command line is cut at COMMAND_LINE_SIZE - 1 bytes, and huge hostile ones stay fast', () => {
+  const long = `kho=on ${'x'.repeat(3000)} kho=off`;
+  assert.equal(parseKernelCommandLine(long).kho, true); // "kho=off" is past byte 2047
+  const t0 = performance.now();
+  const many = Array.from({ length: 200000 }, (_, i) => `v${i}=1`).join(' ');
+  unknownParams(splitCommandLine(many).params);
+  parseKernelCommandLine(many, undefined, many.length + 1);
+  assert.ok(performance.now() - t0 < 5000);
+});

@@ -428,6 +428,10 @@ export function isKnownParam(p: CmdlineParam, known: readonly KnownParam[] = DEF
   return false;
 }
 
+/** MAX_INIT_ARGS / MAX_INIT_ENVS (init/main.c). */
+export const MAX_INIT_ARGS = 32;
+export const MAX_INIT_ENVS = 32;
+
 export interface UnknownParams {
   /** Parameters without `=`: init's argv, in order. */
   argv: string[];
@@ -435,6 +439,11 @@ export interface UnknownParams {
   envp: string[];
   /** The kernel's log line, or null when it prints none. */
   line: LogLine | null;
+  /**
+   * Set when there were too many for init: the kernel prints no unknown-parameter line and later
+   * panics with this message (`Too many boot env vars at \`x=1'`).
+   */
+  panic?: string;
 }
 
 /** `unknown_bootoption` over all parameters, then `print_unknown_bootoptions`. */
@@ -444,16 +453,29 @@ export function unknownParams(
 ): UnknownParams {
   const argv: string[] = [];
   const envp: string[] = ['HOME=/', 'TERM=linux'];
+  const envIndex = new Map<string, number>([
+    ['HOME', 0],
+    ['TERM', 1],
+  ]);
+  let panic: string | undefined;
   for (const p of params) {
     if (isKnownParam(p, known)) continue;
     if (p.name.includes('.')) continue; // an unused module parameter
+    if (panic !== undefined) continue; // panic_later: the rest is ignored
     if (p.value !== null) {
       const entry = `${p.name}=${p.value}`;
-      const prefix = `${p.name}=`;
-      const idx = envp.findIndex((e) => e.startsWith(prefix));
-      if (idx >= 0) envp[idx] = entry;
-      else envp.push(entry);
-    } else argv.push(p.name);
+      const dup = envIndex.get(p.name);
+      // the kernel walks envp_init up to the duplicate (or the end) and gives up at slot MAX_INIT_ENVS
+      if ((dup ?? envp.length - 1) >= MAX_INIT_ENVS) panic = `Too many boot env vars at \`${entry}'`;
+      if (dup !== undefined) envp[dup] = entry;
+      else {
+        envIndex.set(p.name, envp.length);
+        envp.push(entry);
+      }
+    } else {
+      if (argv.length >= MAX_INIT_ARGS) panic = `Too many boot init vars at \`${p.name}'`;
+      argv.push(p.name);
+    }
   }
   const env = envp.slice(2);
   const all = [...argv, ...env];
@@ -461,12 +483,13 @@ export function unknownParams(
     argv,
     envp: env,
     line:
-      all.length === 0
+      all.length === 0 || panic !== undefined
         ? null
         : {
             level: 'notice',
             text: `Unknown kernel command line parameters "${all.join(' ')}", will be passed to user space.`,
           },
+    ...(panic !== undefined ? { panic } : {}),
   };
 }
 
@@ -486,16 +509,25 @@ export interface ParsedCommandLine {
   unknown: UnknownParams;
 }
 
+/** The command line as the kernel keeps it: at most `size - 1` bytes (UTF-8), cut like strscpy. */
+export function truncateCommandLine(cmdline: string, size: number = COMMAND_LINE_SIZE): string {
+  const bytes = Buffer.from(cmdline, 'utf8');
+  if (bytes.length <= size - 1) return cmdline;
+  return bytes.subarray(0, Math.max(0, size - 1)).toString('latin1');
+}
+
 /**
- * Parse a whole command line: early parameters in order (each `kho`/`kho_scratch` occurrence applied in
+ * Parse a whole command line (truncated to COMMAND_LINE_SIZE - 1 bytes first): early parameters in order (each `kho`/`kho_scratch` occurrence applied in
  * turn, later ones winning, failures logged as `Malformed early option '<name as written>'`), the
  * `reserve_mem=` values, and the unknown parameters.
  */
 export function parseKernelCommandLine(
   cmdline: string,
   known: readonly KnownParam[] = DEFAULT_KNOWN_PARAMS,
+  commandLineSize: number = COMMAND_LINE_SIZE,
 ): ParsedCommandLine {
-  const { params, afterDashes } = splitCommandLine(cmdline);
+  // the boot protocol copies at most COMMAND_LINE_SIZE - 1 bytes into boot_command_line
+  const { params, afterDashes } = splitCommandLine(truncateCommandLine(cmdline, commandLineSize));
   const earlyLog: LogLine[] = [];
   let kho: boolean | undefined;
   const khoScratch = defaultScratchConfig();
