@@ -228,3 +228,29 @@ test('oracle: readelf -lW sees the same PT_LOAD segments', (t) => {
     assert.deepEqual(ours, theirs);
   });
 });
+
+test('many overlapping PT_LOADs (a hostile core) cost O(n log n), not O(n^2)', () => {
+  withTempDir((dir) => {
+    const n = 30000;
+    const phdrs = Array.from({ length: n }, (_, i) => ({
+      type: 1,
+      offset: 0x1000n,
+      vaddr: 0n,
+      paddr: BigInt(i % 7) * 0x10n,
+      filesz: 0x100n,
+      memsz: 0x100n,
+    }));
+    const size = 64 + n * 56 + 0x1000;
+    const p = join(dir, 'many.elf');
+    writeFileSync(p, buildElf({ phdrs, size: Math.max(size, 0x1100), patch: () => {} }));
+    const t0 = process.cpuUsage();
+    const mem = openElfCore(p);
+    const used = process.cpuUsage(t0);
+    try {
+      assert.deepEqual(mem.ranges(), [{ start: 0n, size: 0x160n }]);
+      assert.ok((used.user + used.system) / 1000 < 2000, `took ${(used.user + used.system) / 1000} ms`);
+    } finally {
+      mem.close();
+    }
+  });
+});

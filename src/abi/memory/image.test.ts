@@ -50,14 +50,18 @@ test('reads span adjacent pieces; gaps and the ends are outside memory with the 
   assert.equal(readU32(mem, 0x2004n), 0x07060504);
 });
 
-test('overlapping segments: the earlier one wins, the rest of the later one stays', () => {
+test('overlapping segments: the lower-starting one wins, the rest of the other stays', () => {
   const mem = new SegmentedMemory([
-    { start: 0x1000n, size: 0x1000n, read: (_o, n) => new Uint8Array(n).fill(1) },
-    { start: 0x800n, size: 0x2000n, read: (_o, n) => new Uint8Array(n).fill(2) },
+    { start: 0x1000n, size: 0x2000n, read: (o, n) => bytes(n, (i) => 0x10 + ((o + i) >> 12)) },
+    { start: 0x800n, size: 0x1000n, read: (_o, n) => new Uint8Array(n).fill(2) },
+    { start: 0x800n, size: 0x100n, read: (_o, n) => new Uint8Array(n).fill(4) },
   ]);
-  assert.deepEqual(mem.ranges(), [{ start: 0x800n, size: 0x2000n }]);
-  assert.deepEqual(mem.read(0xfffn, 2), Uint8Array.of(2, 1));
-  assert.deepEqual(mem.read(0x1fffn, 2), Uint8Array.of(1, 2));
+  assert.deepEqual(mem.ranges(), [{ start: 0x800n, size: 0x2800n }]);
+  // The 0x800 segment (first of the two starting there) covers 0x800..0x17ff; the 0x1000 one keeps
+  // 0x1800.. (its offset 0x800 on).
+  assert.deepEqual(mem.read(0x800n, 1), Uint8Array.of(2));
+  assert.deepEqual(mem.read(0x17ffn, 2), Uint8Array.of(2, 0x10));
+  assert.deepEqual(mem.read(0x1fffn, 2), Uint8Array.of(0x10, 0x11));
   assert.throws(
     () =>
       new SegmentedMemory([
@@ -97,11 +101,17 @@ test('property: SegmentedMemory reads equal slicing a flat model', () => {
       fc.integer({ min: 0, max: 30 }),
       (segs, at, len) => {
         const flat = new Int16Array(100).fill(-1);
-        const pieces = segs.map(([s, n], k) => {
-          const b = bytes(n, (i) => (k * 31 + i) & 0xff);
-          for (let i = 0; i < n; i++) if (flat[s + i] < 0) flat[s + i] = b[i];
-          return { start: BigInt(s), bytes: b };
-        });
+        const pieces = segs.map(([s, n], k) => ({
+          start: BigInt(s),
+          bytes: bytes(n, (i) => (k * 31 + i) & 0xff),
+        }));
+        // Model: bytes come from the lowest-starting piece (ties: first in input).
+        const order = pieces
+          .map((p, k) => ({ p, k }))
+          .sort((a, b) => Number(a.p.start - b.p.start) || a.k - b.k);
+        for (const { p } of order)
+          for (let i = 0; i < p.bytes.length; i++)
+            if (flat[Number(p.start) + i] < 0) flat[Number(p.start) + i] = p.bytes[i];
         const mem = memoryFromBytes(pieces);
         const want = Array.from(flat.subarray(at, at + len));
         const covered = want.length === len && want.every((v) => v >= 0);

@@ -76,44 +76,34 @@ export interface Segment {
 }
 
 /**
- * A `PhysMemory` over segments. Overlapping segments are clipped so the earlier one in the input
- * order wins (an ELF core may map the same physical bytes twice).
+ * A `PhysMemory` over segments. Overlapping segments are clipped: bytes come from the segment that
+ * starts lowest (input order breaks ties); an ELF core may map the same physical bytes twice.
  */
 export class SegmentedMemory implements PhysMemory {
   private readonly segs: Segment[];
 
   constructor(segments: readonly Segment[]) {
+    // Sort by start (stable: input order breaks ties), then sweep: each segment keeps only the part
+    // beyond what earlier-starting segments already cover. O(n log n) for any number of segments.
+    const sorted = segments
+      .map((s, i) => ({ s, i }))
+      .filter(({ s }) => s.size > 0n)
+      .sort((a, b) => cmpBig(a.s.start, b.s.start) || a.i - b.i);
     const pieces: Segment[] = [];
-    for (const s of segments) {
-      if (s.size <= 0n) continue;
+    let covered = -1n;
+    for (const { s } of sorted) {
       if (s.start < 0n || s.start + s.size - 1n > U64_MAX) {
         throw new KhoError('KHO_BAD_SEGMENT', `segment ${hex(s.start)}+${hex(s.size)} wraps past 2^64`, {
           path: physPath(s.start),
         });
       }
-      // Subtract every already accepted piece from [s.start, s.end).
-      let parts: Array<[bigint, bigint]> = [[s.start, s.start + s.size]];
-      for (const p of pieces) {
-        const next: Array<[bigint, bigint]> = [];
-        for (const [a, b] of parts) {
-          const pa = p.start;
-          const pb = p.start + p.size;
-          if (pb <= a || pa >= b) {
-            next.push([a, b]);
-            continue;
-          }
-          if (a < pa) next.push([a, pa]);
-          if (pb < b) next.push([pb, b]);
-        }
-        parts = next;
-        if (parts.length === 0) break;
-      }
-      for (const [a, b] of parts) {
-        const base = Number(a - s.start);
-        pieces.push({ start: a, size: b - a, read: (off, len) => s.read(base + off, len) });
-      }
+      const end = s.start + s.size;
+      const from = s.start > covered ? s.start : covered;
+      if (from >= end) continue;
+      const base = Number(from - s.start);
+      pieces.push({ start: from, size: end - from, read: (off, len) => s.read(base + off, len) });
+      covered = end;
     }
-    pieces.sort((x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0));
     this.segs = pieces;
   }
 
