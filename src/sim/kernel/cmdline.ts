@@ -513,7 +513,7 @@ export interface ParsedCommandLine {
 export function truncateCommandLine(cmdline: string, size: number = COMMAND_LINE_SIZE): string {
   const bytes = Buffer.from(cmdline, 'utf8');
   if (bytes.length <= size - 1) return cmdline;
-  return bytes.subarray(0, Math.max(0, size - 1)).toString('latin1');
+  return bytes.subarray(0, Math.max(0, size - 1)).toString('utf8'); // a cut character decodes as U+FFFD
 }
 
 /**
