@@ -1,6 +1,8 @@
 /**
  * KHO serialization blocks (kho-v4; `include/linux/kho/abi/block.h`, `kernel/liveupdate/kho_block.c`).
  *
+ * Profiles: kho-v4 and kho-v4-bootmem (7.3+), any page size (blocks are one page).
+ *
  * Contract (spec §2.6): a *block set* is a singly linked chain of page-sized blocks
  * (`KHO_BLOCK_SIZE = PAGE_SIZE`, each from `kho_alloc_preserve(PAGE_SIZE)`, so each block page is itself
  * preserved as order 0). A block starts with the packed, native-endian header

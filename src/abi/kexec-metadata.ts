@@ -1,6 +1,8 @@
 /**
  * The `kexec-metadata` sub-blob (kho-v3, kho-v4; `include/linux/kho/abi/kexec_metadata.h`).
  *
+ * Profiles: kho-v3, kho-v4, kho-v4-bootmem; layout independent of page size.
+ *
  * Contract (spec §6, checked against the Linux 7.3.4 vectors): a packed, native-endian C struct, not an
  * FDT, 73 bytes:
  *

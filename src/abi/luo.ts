@@ -2,6 +2,9 @@
  * LUO (Live Update Orchestrator) state as handed over through KHO, luo-v5 era (`include/linux/kho/abi/luo.h`,
  * `include/linux/kho/abi/memfd.h`); decode-only beyond the top struct.
  *
+ * Profiles: kho-v4 kernels with CONFIG_LIVEUPDATE (7.3.4 writes luo-v5); page size only matters for the
+ * block sets and FLB pages.
+ *
  * Contract (spec §9; the Linux 7.3.4 vectors win where they differ):
  * - The KHO sub-node `LUO` holds a raw, packed, native-endian `struct luo_ser` of 32 bytes, not an FDT:
  *   `char compatible[8]` (`"luo-v5"`, NUL-padded to ALIGN(sizeof, 8)), `u64 liveupdate_num`,

@@ -1,6 +1,8 @@
 /**
  * The KHO scratch array and its debugfs text form.
  *
+ * Profiles: all eras (debugfs names `scratch_*` until 7.3, `bootmem_*` in kho-v4-bootmem); any page size.
+ *
  * Contract (spec §3.1, §4.2, §7; checked against the Linux 7.3.4 vectors):
  * - Binary: `struct kho_scratch { phys_addr_t addr; phys_addr_t size; }`, 16 bytes per entry, native
  *   byte order, naturally aligned, no header. This is the kexec segment `kho_fill_kimage()` adds

@@ -1,6 +1,9 @@
 /**
  * vmalloc preservation (6.18+, unchanged through kho-v4; `include/linux/kho/abi/kexec_handover.h`).
  *
+ * Profiles: all eras from 6.18 (kho-v1 6.18/6.19, kho-v2, kho-v3, kho-v4, kho-v4-bootmem); any page size
+ * (a chunk is one page). No compatible string of its own in these eras.
+ *
  * Contract (spec §2.5): a preserved vmalloc area is described by `struct kho_vmalloc` (16 bytes,
  * native-endian, naturally aligned): `u64 first` (phys of the first chunk, 0 = none), `u32 total_pages`,
  * `u16 flags` (`KHO_VMALLOC_ALLOC = 1`, `KHO_VMALLOC_HUGE_VMAP = 2`), `u16 order`. Chunks are one page
