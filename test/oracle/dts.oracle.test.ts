@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
@@ -48,14 +49,24 @@ function dtcCompileSources(sources: string[]): Uint8Array[] {
   });
 }
 
-/** `dtc -f -q -I dtb -O dts` of each blob, in one shell call. */
+/** Shell script running `lines` in `jobs` parallel sub-shells; it fails if any line fails. */
+function parallelScript(lines: string[], jobs: number): string {
+  const groups: string[][] = Array.from({ length: Math.min(jobs, lines.length) }, () => []);
+  lines.forEach((l, i) => groups[i % groups.length]!.push(l));
+  return [
+    ...groups.map((g, j) => `(\n${g.join('\n')}\n) & p${j}=$!`),
+    ...groups.map((_, j) => `wait $p${j} || exit 1`),
+  ].join('\n');
+}
+
+/** `dtc -f -q -I dtb -O dts` of each blob, in one shell call running one dtc per CPU. */
 function dtcDecompile(blobs: Uint8Array[]): Buffer[] {
   return withTempDir((dir) => {
     blobs.forEach((b, i) => writeFileSync(join(dir, `${i}.dtb`), b));
-    const script = blobs
-      .map((_, i) => `dtc -f -q -I dtb -O dts -o '${dir}/${i}.dts' '${dir}/${i}.dtb' 2>/dev/null || exit 1`)
-      .join('\n');
-    execFileSync('sh', ['-s'], { input: script });
+    const lines = blobs.map(
+      (_, i) => `dtc -f -q -I dtb -O dts -o '${dir}/${i}.dts' '${dir}/${i}.dtb' 2>/dev/null || exit 1`,
+    );
+    execFileSync('sh', ['-s'], { input: parallelScript(lines, Math.max(1, availableParallelism())) });
     return blobs.map((_, i) => readFileSync(join(dir, `${i}.dts`)));
   });
 }
