@@ -246,3 +246,74 @@ test('alloc and memblock_alloc use the current limit; OrThrow raises SIM_NOMEM',
   );
   assert.equal(MEMBLOCK_NONE, 0);
 });
+
+test('property: region lists match a per-page model (add keeps existing, free/mark split, lists stay merged)', () => {
+  const P = 0x1000n;
+  const op = fc.record({
+    k: fc.constantFrom('add', 'reserve', 'free', 'remove', 'mark', 'clear', 'setnode'),
+    start: fc.integer({ min: 0, max: 63 }),
+    len: fc.integer({ min: 0, max: 24 }),
+    nid: fc.integer({ min: 0, max: 2 }),
+    flag: fc.constantFrom(0, MEMBLOCK_RSRV_KERN),
+  });
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+      const mb = new Memblock();
+      type Cell = { nid: number; flags: number } | null;
+      const mem: Cell[] = Array(96).fill(null);
+      const res: Cell[] = Array(96).fill(null);
+      for (const o of ops) {
+        const b = BigInt(o.start) * P;
+        const s = BigInt(o.len) * P;
+        const idx = [...Array(o.len).keys()].map((i) => o.start + i);
+        if (o.k === 'add') {
+          mb.addNode(b, s, o.nid);
+          for (const i of idx) mem[i] ??= { nid: o.nid, flags: 0 };
+        } else if (o.k === 'reserve') {
+          mb.reserve(b, s, o.nid, o.flag);
+          for (const i of idx) res[i] ??= { nid: o.nid, flags: o.flag };
+        } else if (o.k === 'free') {
+          mb.free(b, s);
+          for (const i of idx) res[i] = null;
+        } else if (o.k === 'remove') {
+          mb.remove(b, s);
+          for (const i of idx) mem[i] = null;
+        } else if (o.k === 'mark' || o.k === 'clear') {
+          if (o.k === 'mark') mb.markKhoScratch(b, s);
+          else mb.clearKhoScratch(b, s);
+          for (const i of idx) {
+            const c = mem[i];
+            if (c)
+              mem[i] = {
+                ...c,
+                flags: o.k === 'mark' ? c.flags | MEMBLOCK_KHO_SCRATCH : c.flags & ~MEMBLOCK_KHO_SCRATCH,
+              };
+          }
+        } else {
+          mb.setNode(b, s, 'memory', o.nid);
+          for (const i of idx) if (mem[i]) mem[i] = { ...mem[i]!, nid: o.nid };
+        }
+      }
+      for (const [list, model] of [
+        [mb.memory, mem],
+        [mb.reserved, res],
+      ] as const) {
+        // expand the regions to pages and compare
+        const got: Cell[] = Array(96).fill(null);
+        for (const r of list)
+          for (let a = r.base; a < r.base + r.size; a += P)
+            got[Number(a / P)] = { nid: r.nid, flags: r.flags };
+        assert.deepEqual(got, model);
+        // sorted, disjoint, and merged: neighbours that touch differ in node or flags
+        for (let i = 1; i < list.length; i++) {
+          const p = list[i - 1];
+          const c = list[i];
+          assert.ok(p.base + p.size <= c.base);
+          if (p.base + p.size === c.base) assert.ok(p.nid !== c.nid || p.flags !== c.flags);
+        }
+        for (const r of list) assert.ok(r.size > 0n);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
