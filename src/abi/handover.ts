@@ -599,8 +599,15 @@ function readText(p: string): string | undefined {
  * throw (IO_* codes); content problems are findings.
  */
 export function loadHandoverPath(path: string, opts: LoadOptions = {}): Handover {
-  let memory = opts.memory;
-  if (!memory && opts.memoryPath) memory = openMemoryImage(opts.memoryPath);
+  if (!opts.memory && opts.memoryPath) {
+    const img = openMemoryImage(opts.memoryPath);
+    try {
+      return loadHandoverPath(path, { ...opts, memory: img, memoryPath: undefined });
+    } finally {
+      img.close();
+    }
+  }
+  const memory = opts.memory;
   let st: ReturnType<typeof statSync>;
   try {
     st = statSync(path);
@@ -626,7 +633,11 @@ export function loadHandoverPath(path: string, opts: LoadOptions = {}): Handover
     if (!hasFdt && files.size === 0 && phys === undefined) {
       throw new KhoError('KHO_NOT_A_HANDOVER_DIR', `${path} holds no fdt, sub_fdts/ or scratch_* files`, {
         path,
-        expected: 'a /sys/kernel/debug/kho/out or /in directory',
+        expected: `a /sys/kernel/debug/kho/out or /in directory${
+          existsSync(join(path, 'out')) || existsSync(join(path, 'in'))
+            ? ` (try ${join(path, 'out')} or ${join(path, 'in')})`
+            : ''
+        }`,
       });
     }
     const h = decodeHandover({
