@@ -307,9 +307,22 @@ test('findings are capped, the summary says how many were dropped, and errors ar
   assert.equal(only(fs, FINDING.duplicateProp).length, 5);
   const summary = only(fs, FINDING.tooManyFindings);
   assert.equal(summary.length, 1);
-  assert.match(summary[0]!.message, /^24 more findings omitted/); // 29 duplicates, 5 kept
+  assert.match(summary[0]!.message, /^24 more findings omitted \(KHO_FDT_DUPLICATE_PROP x24;/); // 29 duplicates, 5 kept
   assert.equal(firstError(fs)?.code, 'FDT_ERR_BADOFFSET');
   assert.equal(firstError(fs)?.offset, 56 + 8 + 30 * 12 + 8);
+});
+
+test('a flood of one kind of finding does not crowd out the others', () => {
+  // 150 properties "x": 149 duplicates, 100 kept by the per-code cap; then a NOP
+  const props = Array.from({ length: 150 }, () => tok.prop('x'));
+  const { bytes } = asmFdt({ struct: [tok.begin(''), ...props, tok.nop(), tok.end(), tok.fin()] });
+  const fs = checkFdt(bytes);
+  assert.equal(only(fs, FINDING.duplicateProp).length, 100);
+  assert.equal(only(fs, FINDING.nop).length, 1);
+  assert.match(
+    only(fs, FINDING.tooManyFindings)[0]!.message,
+    /^49 more findings omitted \(KHO_FDT_DUPLICATE_PROP x49;/,
+  );
 });
 
 test('several independent header findings are all reported', () => {

@@ -18,7 +18,9 @@
  *   inside the structure block, and `expected` for errors.
  * - After an error that desynchronises the structure walk, the walk stops; header and layout findings
  *   are still reported. Findings are capped at `maxFindings` errors and `maxFindings` others (default
- *   1000 each), then one `KHO_TOO_MANY_FINDINGS` warning; the first error is never dropped.
+ *   1000 each) and `maxPerCode` of any one code (default 100), then one `KHO_TOO_MANY_FINDINGS` warning
+ *   says what was dropped; the first error is never dropped. Block-level findings come before the
+ *   structure walk's per-node ones.
  * - Linear time and O(input) memory on any input; never throws for any `Uint8Array`.
  * - `assertValidFdt(bytes)` throws the first error as a `KhoError`.
  */
@@ -38,6 +40,8 @@ import {
 export interface CheckOptions {
   /** Cap on error findings and, separately, on other findings. Default 1000. */
   maxFindings?: number;
+  /** Cap on findings of any one code, so one flood does not crowd out other kinds. Default 100. */
+  maxPerCode?: number;
   /** Nesting depth (root = 1) beyond which a warning says kho's reader will refuse. Default 4096. */
   maxDepth?: number;
 }
@@ -84,15 +88,20 @@ class Collector {
   readonly list: Finding[] = [];
   private errors = 0;
   private others = 0;
-  private dropped = 0;
+  private readonly perCode = new Map<KhoErrorCode, number>();
+  private readonly dropped = new Map<KhoErrorCode, number>();
   private summary: Finding | null = null;
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly maxPerCode: number,
+  ) {}
 
   /** `message` and `where.path` may be functions, called only if the finding is kept. */
   add(severity: Severity, code: KhoErrorCode, message: Message, where: Where = {}): void {
     const isError = severity === 'error';
-    if ((isError ? this.errors : this.others) >= this.max) {
-      this.dropped++;
+    const sameCode = this.perCode.get(code) ?? 0;
+    if ((isError ? this.errors : this.others) >= this.max || sameCode >= this.maxPerCode) {
+      this.dropped.set(code, (this.dropped.get(code) ?? 0) + 1);
       if (!this.summary) {
         this.summary = { code: FINDING.tooManyFindings, severity: 'warning', message: '' };
         this.list.push(this.summary);
@@ -101,6 +110,7 @@ class Collector {
     }
     if (isError) this.errors++;
     else this.others++;
+    this.perCode.set(code, sameCode + 1);
     const f: Finding = { code, severity, message: typeof message === 'function' ? message() : message };
     const path = typeof where.path === 'function' ? where.path() : where.path;
     if (path !== undefined) f.path = path;
@@ -115,8 +125,17 @@ class Collector {
     this.add('warning', code, message, where);
   }
   finish(): Finding[] {
-    if (this.summary)
-      this.summary.message = `${this.dropped} more findings omitted (cap ${this.max} errors and ${this.max} others)`;
+    if (this.summary) {
+      let total = 0;
+      const parts: string[] = [];
+      for (const [code, n] of this.dropped) {
+        total += n;
+        parts.push(`${code} x${n}`);
+      }
+      this.summary.message =
+        `${total} more findings omitted (${parts.join(', ')}; caps: ${this.max} errors, ${this.max} others, ` +
+        `${this.maxPerCode} per code)`;
+    }
     return this.list;
   }
 }
@@ -220,7 +239,7 @@ function pathOf(stack: Frame[], leaf?: string): string {
 
 /** Check a blob; see the module contract. */
 export function checkFdt(bytes: Uint8Array, opts: CheckOptions = {}): Finding[] {
-  const c = new Collector(Math.max(1, opts.maxFindings ?? 1000));
+  const c = new Collector(Math.max(1, opts.maxFindings ?? 1000), Math.max(1, opts.maxPerCode ?? 100));
   check(bytes, c, opts.maxDepth ?? 4096);
   return c.finish();
 }
@@ -324,6 +343,9 @@ function check(bytes: Uint8Array, c: Collector, maxDepth: number): void {
   }
   const rsvEnd = walkRsvmap(bytes, h, c);
   let structEnd: number | null = h.version >= 17 ? h.offStruct + h.sizeStruct : null;
+  // block-level findings before the walk's per-node ones, which may be many
+  checkStringsEnd(bytes, h, c);
+  if (structEnd !== null) checkLayout(h, rsvEnd, structEnd, c);
   if (h.version >= 16) {
     const walked = walkStruct(bytes, h, c, maxDepth);
     if (walked.endTag !== null) {
@@ -338,8 +360,7 @@ function check(bytes: Uint8Array, c: Collector, maxDepth: number): void {
       if (walked.complete) checkStringsUse(bytes, h, walked.nameoffs, c);
     }
   }
-  checkStringsEnd(bytes, h, c);
-  checkLayout(h, rsvEnd, structEnd, c);
+  if (h.version < 17) checkLayout(h, rsvEnd, structEnd, c);
 }
 
 function checkVersion(h: Header, c: Collector): boolean {
