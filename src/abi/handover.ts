@@ -123,6 +123,8 @@ export interface HandoverInput {
   fdt?: Uint8Array;
   memory?: PhysMemory;
   profile?: ProfileName;
+  /** Page size of the machine (default 4096; arm64 may use 16384 or 65536). */
+  pageSize?: number;
   /** debugfs `sub_fdts/<name>` contents by name. */
   subBlobFiles?: Map<string, Uint8Array>;
   /** debugfs `scratch_phys` / `scratch_len` contents. */
@@ -393,15 +395,19 @@ function covered(ranges: PhysRange[], pa: bigint, len: bigint): boolean {
 export function decodeHandover(input: HandoverInput): Handover {
   const findings: Finding[] = [];
   const label = input.label ?? 'fdt';
+  const pageOpts = input.pageSize !== undefined ? { pageSize: input.pageSize } : {};
   let root: KhoRoot | undefined;
   if (input.fdt) {
     try {
-      root = decodeKhoRoot(input.fdt, input.profile ? { profile: input.profile } : {});
+      root = decodeKhoRoot(input.fdt, {
+        ...(input.profile ? { profile: getProfile(input.profile, pageOpts) } : {}),
+        ...(input.pageSize !== undefined ? { pageSize: input.pageSize } : {}),
+      });
     } catch (e) {
       findings.push(asFinding(e, label));
     }
   }
-  const profile = root?.profile ?? getProfile(input.profile ?? undefined);
+  const profile = root?.profile ?? getProfile(input.profile ?? undefined, pageOpts);
   const out: Handover = {
     source: { kind: 'bytes' },
     profile: profile.name,
@@ -587,6 +593,7 @@ export interface LoadOptions {
   memoryPath?: string;
   memory?: PhysMemory;
   profile?: ProfileName;
+  pageSize?: number;
 }
 
 function readText(p: string): string | undefined {
@@ -617,6 +624,7 @@ export function loadHandoverPath(path: string, opts: LoadOptions = {}): Handover
   const base = {
     ...(memory ? { memory } : {}),
     ...(opts.profile ? { profile: opts.profile } : {}),
+    ...(opts.pageSize !== undefined ? { pageSize: opts.pageSize } : {}),
   };
   if (st.isDirectory()) {
     const fdtPath = join(path, 'fdt');

@@ -7,9 +7,8 @@
 import type { Command } from 'commander';
 import { diffHandovers, type Handover } from '../../abi/handover.ts';
 import { PROFILE_NAMES } from '../../abi/profile.ts';
-import { KhoError } from '../../errors.ts';
 import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, reportError, toJson } from '../common.ts';
-import { type Io, loadForCli, stdio } from './inspect.ts';
+import { type Io, isUsageError, loadForCli, stdio } from './inspect.ts';
 import { formatDiff } from './inspect-format.ts';
 
 export interface DiffOptions {
@@ -31,7 +30,7 @@ export function runDiff(a: string, b: string, opts: DiffOptions, io: Io = stdio)
     ha = load(a, opts.memoryA);
   } catch (e) {
     reportError(a, e);
-    return e instanceof KhoError && e.code === 'CLI_BAD_PROFILE' ? EXIT_USAGE : EXIT_INVALID;
+    return isUsageError(e) ? EXIT_USAGE : EXIT_INVALID;
   }
   try {
     hb = load(b, opts.memoryB);

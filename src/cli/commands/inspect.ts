@@ -23,6 +23,7 @@ export const stdio: Io = { out: (s) => process.stdout.write(s) };
 export interface InspectOptions {
   memory?: string;
   profile?: string;
+  pageSize?: string;
   json?: boolean;
 }
 
@@ -34,12 +35,26 @@ export function checkProfile(p: string | undefined): ProfileName | undefined {
   return p as ProfileName;
 }
 
+export function isUsageError(e: unknown): boolean {
+  return e instanceof KhoError && (e.code === 'CLI_BAD_PROFILE' || e.code === 'CLI_BAD_PAGE_SIZE');
+}
+
 /** Load for the CLI: profile and memory options applied. Throws KhoError / Node I/O errors. */
 export function loadForCli(path: string, opts: InspectOptions): Handover {
   const profile = checkProfile(opts.profile);
+  let pageSize: number | undefined;
+  if (opts.pageSize !== undefined) {
+    pageSize = Number(opts.pageSize);
+    if (![4096, 16384, 65536].includes(pageSize)) {
+      throw new KhoError('CLI_BAD_PAGE_SIZE', `page size '${opts.pageSize}' is not supported`, {
+        expected: '4096, 16384 or 65536',
+      });
+    }
+  }
   return loadHandoverPath(path, {
     ...(opts.memory !== undefined ? { memoryPath: opts.memory } : {}),
     ...(profile ? { profile } : {}),
+    ...(pageSize !== undefined ? { pageSize } : {}),
   });
 }
 
@@ -54,7 +69,7 @@ export function runInspect(path: string, opts: InspectOptions, io: Io = stdio): 
     h = loadForCli(path, opts);
   } catch (e) {
     reportError(path, e);
-    return e instanceof KhoError && e.code === 'CLI_BAD_PROFILE' ? EXIT_USAGE : EXIT_INVALID;
+    return isUsageError(e) ? EXIT_USAGE : EXIT_INVALID;
   }
   io.out(opts.json ? `${toJson(handoverJson(h))}\n` : formatHandover(h));
   return EXIT_OK;
@@ -72,6 +87,7 @@ export function registerInspect(program: Command): void {
       '-p, --profile <profile>',
       `ABI profile (${PROFILE_NAMES.join(', ')}); default: from the compatible`,
     )
+    .option('--page-size <bytes>', 'page size of the machine: 4096 (default), 16384 or 65536')
     .option('--json', 'JSON output (u64 values as "0x..." strings; see docs/json-schema.md)')
     .addHelpText(
       'after',

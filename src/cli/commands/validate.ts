@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { PROFILE_NAMES } from '../../abi/profile.ts';
 import { type Finding, KhoError } from '../../errors.ts';
 import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, reportError, toJson } from '../common.ts';
-import { type InspectOptions, type Io, loadForCli, stdio } from './inspect.ts';
+import { type InspectOptions, type Io, isUsageError, loadForCli, stdio } from './inspect.ts';
 import { findingLine } from './inspect-format.ts';
 
 export interface ValidateResult {
@@ -23,7 +23,7 @@ export function runValidate(path: string, opts: InspectOptions, io: Io = stdio):
   try {
     findings = loadForCli(path, opts).findings;
   } catch (e) {
-    if (e instanceof KhoError && e.code === 'CLI_BAD_PROFILE') {
+    if (isUsageError(e)) {
       reportError(path, e);
       return EXIT_USAGE;
     }
@@ -63,6 +63,7 @@ export function registerValidate(program: Command): void {
     .argument('<path>', 'root FDT file, sub-blob file, or debugfs directory (kho/out or kho/in)')
     .option('-m, --memory <image>', 'physical memory: raw file, ELF core, or directory of <16 hex>.bin files')
     .option('-p, --profile <profile>', `judge by this ABI profile (${PROFILE_NAMES.join(', ')})`)
+    .option('--page-size <bytes>', 'page size of the machine: 4096 (default), 16384 or 65536')
     .option('--json', 'JSON output: { path, valid, errors, warnings, findings[] }')
     .addHelpText(
       'after',
