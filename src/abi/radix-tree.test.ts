@@ -64,6 +64,15 @@ test('geometry follows the header formulas: 6 levels at 4 KiB, 4 at 64 KiB; 16 K
   const g64 = radixGeometry(65536);
   // 64-16 = 48; 13 table bits; 19 bitmap bits; ceil((48-19)/13)+1 = 4
   assert.deepEqual([g64.order0Log2, g64.tableLog2, g64.bitmapLog2, g64.depth], [48, 13, 19, 4]);
+  // 64 KiB: order-0 page at 0x1_0000_0000 is pfn 0x10000, key 2^48 | 0x10000: leaf bit 0x10000 (19 bits),
+  // L1 = bits 19..31 = 0, L2 = bits 32..44 = 0, L3 = bits 45..57 = 8.
+  const k64 = radixKey(0x1_0000_0000n, 0, g64);
+  assert.equal(k64, (1n << 48n) | 0x10000n);
+  assert.deepEqual(
+    [3, 2, 1, 0].map((l) => radixIndex(k64, l, g64)),
+    [8, 0, 0, 0x10000],
+  );
+  assert.deepEqual(decodeRadixKey(k64, g64), { pa: 0x1_0000_0000n, order: 0 });
   assert.equal(
     codeOf(() => radixGeometry(16384)),
     'KHO_UNSUPPORTED_PAGE_SIZE',
