@@ -12,6 +12,7 @@ import {
   scratchFromDebugfs,
   scratchRole,
   scratchToDebugfs,
+  validatePreservedOutsideScratch,
   validateScratch,
 } from './scratch.ts';
 
@@ -154,4 +155,30 @@ test('property: array and text round trips', () => {
     ),
     { numRuns: 200 },
   );
+});
+
+test('vectors: no preserved block of any stage-1 capture lies in scratch; a planted one is reported', () => {
+  for (const sc of [
+    'flat-explicit',
+    'numa-explicit',
+    'default-scale',
+    'bad-scratch',
+    'three-hops',
+    'luo-memfd',
+  ]) {
+    const dir = join(VEC, sc, 'stage1');
+    const blocks = (
+      JSON.parse(readFileSync(join(dir, 'preserved.json'), 'utf8')) as Array<[string, number]>
+    ).map(([pa, order]) => ({ pa: BigInt(pa), order }));
+    const scratch = scratchFromDebugfs(
+      readFileSync(join(dir, 'out/scratch_phys'), 'utf8'),
+      readFileSync(join(dir, 'out/scratch_len'), 'utf8'),
+    );
+    assert.deepEqual(validatePreservedOutsideScratch(blocks, scratch), [], sc);
+    const planted = [...blocks, { pa: scratch[0].addr + scratch[0].size - 0x1000n, order: 1 }];
+    assert.deepEqual(
+      validatePreservedOutsideScratch(planted, scratch).map((f) => f.code),
+      ['KHO_SCRATCH_PRESERVED_OVERLAP'],
+    );
+  }
 });

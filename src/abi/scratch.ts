@@ -172,3 +172,30 @@ export function validateScratch(
   });
   return out;
 }
+
+/**
+ * Invariant 6 (spec §10): no preserved block may intersect a scratch region (the kernel enforces it
+ * only under CONFIG_KEXEC_HANDOVER_DEBUG, but the next kernel allocates from scratch before it has
+ * reserved the preserved blocks). One error per offending block and region.
+ */
+export function validatePreservedOutsideScratch(
+  blocks: Iterable<{ pa: bigint; order: number }>,
+  entries: readonly ScratchEntry[],
+  pageSize = 4096,
+): Finding[] {
+  const out: Finding[] = [];
+  for (const b of blocks) {
+    const end = b.pa + (BigInt(pageSize) << BigInt(b.order));
+    entries.forEach((e, i) => {
+      if (e.size > 0n && b.pa < e.addr + e.size && e.addr < end) {
+        out.push({
+          code: 'KHO_SCRATCH_PRESERVED_OVERLAP',
+          severity: 'error',
+          message: `preserved block ${hex(b.pa)} (order ${b.order}) overlaps ${scratchRole(i)} scratch ${hex(e.addr)}+${hex(e.size)}`,
+          path: `phys:${hex(b.pa)}`,
+        });
+      }
+    });
+  }
+  return out;
+}
