@@ -16,6 +16,7 @@ import { KhoRootBuilder } from './kho-fdt.ts';
 import { encodeMemblockFdt } from './memblock.ts';
 import { memoryFromBytes, SparseMemory } from './memory/image.ts';
 import { openMemoryImage } from './memory/open.ts';
+import { getProfile } from './profile.ts';
 import { encodeRadixTree } from './radix-tree.ts';
 
 const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
@@ -298,4 +299,36 @@ test('in/ with its own (later) image: the consumed map is explained, not called 
     h.findings.filter((f) => f.severity === 'error'),
     [],
   );
+});
+
+test('64 KiB pages: radix geometry and root page follow the page size; 16 KiB: the map is reported undefined', () => {
+  const blocks = [
+    { pa: 0x800000n, order: 0 },
+    { pa: 0x1000000n, order: 3 },
+  ];
+  const meta = Buffer.alloc(73);
+  meta.writeUInt32LE(1, 0);
+  meta.write('6.99-arm64', 4, 'latin1');
+  meta.writeUInt32LE(3, 69);
+  const mem = new SparseMemory({ pageSize: 65536, allocBase: 0x4000000n });
+  mem.write(0x800000n, meta);
+  const { root } = encodeRadixTree(blocks, mem, { pageSize: 65536 });
+  const b = new KhoRootBuilder(getProfile('kho-v4', { pageSize: 65536 }), root);
+  b.addSubtree('kexec-metadata', 0x800000n, 73n);
+  assert.equal(b.page().length, 65536);
+  const h = decodeHandover({ fdt: b.blob(), memory: mem, pageSize: 65536 });
+  assert.deepEqual(h.findings, []);
+  assert.deepEqual(h.preserved?.list, blocks);
+  assert.equal(h.preserved?.bytes, 65536n + 8n * 65536n);
+  assert.equal(h.metadata?.logLine, 'KHO: exec from: 6.99-arm64 (count 3)');
+  // 16 KiB: the radix depth is ambiguous; the handover says so instead of guessing, the rest decodes.
+  const b16 = new KhoRootBuilder(getProfile('kho-v4', { pageSize: 16384 }), 0x4000000n);
+  b16.addSubtree('kexec-metadata', 0x800000n, 73n);
+  const m16 = new SparseMemory({ pageSize: 16384 });
+  m16.write(0x800000n, meta);
+  m16.write(0x4000000n, new Uint8Array(16384));
+  const h16 = decodeHandover({ fdt: b16.blob(), memory: m16, pageSize: 16384 });
+  assert.equal(h16.preserved, undefined);
+  assert.ok(h16.findings.some((f) => f.code === 'KHO_UNSUPPORTED_PAGE_SIZE'));
+  assert.equal(h16.metadata?.kexecCount, 3);
 });
