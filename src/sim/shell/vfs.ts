@@ -24,6 +24,8 @@
  * - Every failure is a `KhoError` with code `SIM_<ERRNO>` (`SIM_ENOENT`, ...), `path` the path as given, and
  *   the C library's message (`No such file or directory`), so tools print `cat: /x: No such file or directory`.
  */
+
+import type { BigIntStats } from 'node:fs';
 import {
   closeSync,
   constants,
@@ -46,6 +48,8 @@ export interface VStat {
   size: number;
   nlink: number;
   mtime: Date;
+  /** Modification time in nanoseconds since the epoch, where known more precisely than `mtime`. */
+  mtimeNs?: bigint;
   /** Allocated 512-byte blocks (what `ls -s` and `ls -l`'s `total` count). */
   blocks: number;
   ino: number;
@@ -316,22 +320,23 @@ const hostPathBuf = (p: string): Buffer => Buffer.from(p, 'latin1');
 const within = (root: string, p: string): boolean =>
   p === root || p.startsWith(root === '/' ? '/' : `${root}/`);
 
-function hostStat(st: import('node:fs').Stats, type: FileType): VStat {
+function hostStat(st: BigIntStats, type: FileType): VStat {
   return {
     type,
-    perm: st.mode & 0o7777,
+    perm: Number(st.mode & 0o7777n),
     size: Number(st.size),
     nlink: Number(st.nlink),
-    mtime: st.mtime,
+    mtime: new Date(Number(st.mtimeMs)),
+    mtimeNs: st.mtimeNs,
     blocks: Number(st.blocks),
     ino: Number(st.ino),
   };
 }
 
 function hostNode(root: string, path: string): VNode | undefined {
-  let st: import('node:fs').Stats;
+  let st: BigIntStats;
   try {
-    st = lstatSync(hostPathBuf(path));
+    st = lstatSync(hostPathBuf(path), { bigint: true });
   } catch {
     return undefined;
   }
@@ -357,8 +362,8 @@ export class HostDir implements DirNode {
   readonly userWritable = false;
   readonly root: string;
   readonly hostPath: string;
-  private st: import('node:fs').Stats;
-  constructor(root: string, hostPath: string, st: import('node:fs').Stats) {
+  private st: BigIntStats;
+  constructor(root: string, hostPath: string, st: BigIntStats) {
     this.root = root;
     this.hostPath = hostPath;
     this.st = st;
@@ -402,8 +407,8 @@ export class HostFile implements FileNode {
   readonly type = 'file' as const;
   readonly root: string;
   readonly hostPath: string;
-  private st: import('node:fs').Stats;
-  constructor(root: string, hostPath: string, st: import('node:fs').Stats) {
+  private st: BigIntStats;
+  constructor(root: string, hostPath: string, st: BigIntStats) {
     this.root = root;
     this.hostPath = hostPath;
     this.st = st;
@@ -450,8 +455,8 @@ export class HostFile implements FileNode {
 export class HostLink implements LinkNode {
   readonly type = 'symlink' as const;
   readonly target: string;
-  private st: import('node:fs').Stats;
-  constructor(target: string, st: import('node:fs').Stats) {
+  private st: BigIntStats;
+  constructor(target: string, st: BigIntStats) {
     this.target = target;
     this.st = st;
   }
@@ -804,10 +809,10 @@ export class Vfs {
   /** Mount a host directory read-only at `path`. The host directory is the boundary no lookup leaves. */
   mountHost(path: string, hostDir: string): HostDir {
     let real: string;
-    let st: import('node:fs').Stats;
+    let st: BigIntStats;
     try {
       real = (realpathSync(hostPathBuf(hostDir), { encoding: 'buffer' }) as Buffer).toString('latin1');
-      st = lstatSync(hostPathBuf(real));
+      st = lstatSync(hostPathBuf(real), { bigint: true });
     } catch {
       throw vfsError('ENOENT', hostDir);
     }

@@ -11,7 +11,7 @@
  * literal style for non-terminal output).
  */
 import type { CommandContext, CommandResult } from '../engine.ts';
-import { compareBytes, errorMessage, type VStat } from '../vfs.ts';
+import { compareBytes, errnoOf, errorMessage, type VStat } from '../vfs.ts';
 import { getopts, has, lastValue, Out, quote, withUsage } from './util.ts';
 
 interface Entry {
@@ -73,7 +73,9 @@ function indent(from: number, to: number): string {
 export function columns(names: string[], width: number): string {
   const n = names.length;
   if (n === 0) return '';
-  const maxCols = Math.max(1, Math.min(Math.floor(width / 3), n));
+  // GNU: width / 3 columns at most, one more for a remainder (the last column has no separator).
+  const maxIdx = Math.max(1, Math.floor(width / 3) + (width % 3 !== 0 ? 1 : 0));
+  const maxCols = Math.min(maxIdx, n);
   const info = Array.from({ length: maxCols }, (_, i) => ({
     valid: true,
     lineLen: (i + 1) * 3,
@@ -117,16 +119,17 @@ export function columns(names: string[], width: number): string {
   return out;
 }
 
-function longLines(entries: Entry[], now: Date): string[] {
-  const nlinkW = Math.max(...entries.map((e) => String(e.st.nlink).length));
+/** `-l` lines; column widths cover `widthOf` (GNU sizes the operand files' columns over every operand). */
+function longLines(entries: Entry[], now: Date, widthOf: Entry[] = entries): string[] {
+  const nlinkW = Math.max(...widthOf.map((e) => String(e.st.nlink).length));
   let majW = 0;
   let minW = 0;
-  for (const e of entries)
+  for (const e of widthOf)
     if (e.st.rdev) {
       majW = Math.max(majW, String(e.st.rdev[0]).length);
       minW = Math.max(minW, String(e.st.rdev[1]).length);
     }
-  let sizeW = Math.max(...entries.map((e) => (e.st.rdev ? 0 : String(e.st.size).length)));
+  let sizeW = Math.max(...widthOf.map((e) => (e.st.rdev ? 0 : String(e.st.size).length)));
   if (majW > 0) sizeW = Math.max(sizeW, majW + 2 + minW);
   return entries.map((e) => {
     const size = e.st.rdev
@@ -159,13 +162,17 @@ export function ls(ctx: CommandContext): CommandResult {
       else if (k === '1') format = 'one';
       else if (k === 'C' || k === 'x') format = 'cols';
     }
-    const all = has(p, 'a');
-    const almostAll = has(p, 'A');
+    // The last of -a/-A wins.
+    const hidden = p.list.filter(([k]) => k === 'a' || k === 'A').pop()?.[0];
+    const all = hidden === 'a';
+    const almostAll = hidden === 'A';
     const recursive = has(p, 'R');
     const dirAsFile = has(p, 'd');
     const reverse = has(p, 'r');
-    const byTime = has(p, 't');
-    const bySize = has(p, 'S');
+    // The last of -t/-S wins, as in GNU ls.
+    const sortKey = p.list.filter(([k]) => k === 't' || k === 'S').pop()?.[0];
+    const byTime = sortKey === 't';
+    const bySize = sortKey === 'S';
     const wArg = lastValue(p, 'w');
     let width = Number(ctx.env.COLUMNS) > 0 ? Number(ctx.env.COLUMNS) : 80;
     if (wArg !== undefined) {
@@ -179,15 +186,19 @@ export function ls(ctx: CommandContext): CommandResult {
       es.sort((a, b) => {
         let c = 0;
         if (bySize) c = b.st.size - a.st.size;
-        else if (byTime) c = b.st.mtime.getTime() - a.st.mtime.getTime();
+        else if (byTime) {
+          const ta = a.st.mtimeNs ?? BigInt(a.st.mtime.getTime()) * 1000000n;
+          const tb = b.st.mtimeNs ?? BigInt(b.st.mtime.getTime()) * 1000000n;
+          c = tb > ta ? 1 : tb < ta ? -1 : 0;
+        }
         if (c === 0) c = compareBytes(a.name, b.name);
         return reverse ? -c : c;
       });
       return es;
     };
-    const render = (es: Entry[]) => {
+    const render = (es: Entry[], widthOf: Entry[] = es) => {
       if (es.length === 0) return '';
-      if (format === 'long') return `${longLines(es, now).join('\n')}\n`;
+      if (format === 'long') return `${longLines(es, now, widthOf).join('\n')}\n`;
       if (format === 'cols')
         return columns(
           es.map((e) => e.name),
@@ -214,7 +225,9 @@ export function ls(ctx: CommandContext): CommandResult {
         } else {
           try {
             e = statEntry(op, op, true);
-          } catch {
+          } catch (err) {
+            // A dangling symlink is listed as itself; a loop is an error, as GNU ls.
+            if (errnoOf(err) !== 'ENOENT') throw err;
             e = statEntry(op, op, false);
           }
         }
@@ -227,7 +240,7 @@ export function ls(ctx: CommandContext): CommandResult {
     }
     let first = true;
     if (files.length > 0) {
-      o.out(render(sortEntries(files)));
+      o.out(render(sortEntries(files), [...files, ...dirs]));
       first = false;
     }
     const showHeaders = operands.length > 1 || recursive;

@@ -104,8 +104,8 @@ test('tr (translate, -d, -s, -c, classes, ranges, escapes) matches GNU tr', asyn
     setArb.map((a) => ['-cd', a]),
     fc.tuple(setArb, setArb).map(([a, b]) => ['-s', a, b]),
     fc.tuple(setArb, setArb).map(([a, b]) => ['-ds', a, b]),
-    fc.constant(['a-z', 'A-Z']),
-    fc.constant(['[:lower:]', '[:upper:]']),
+    fc.constant<string[]>(['a-z', 'A-Z']),
+    fc.constant<string[]>(['[:lower:]', '[:upper:]']),
   );
   await fc.assert(
     fc.asyncProperty(argsArb, textArb, (a, s) => same('tr', a, s)),
