@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { isKhoError } from '../errors.ts';
+import { decodeKhoTestFdt } from './kho-test.ts';
+import { openMemoryDir } from './memory/dir.ts';
 import { memoryFromBytes, type PhysMemory, SparseMemory, u64Bytes } from './memory/image.ts';
 import {
   decodeKhoVmalloc,
@@ -191,4 +195,42 @@ test('property: encode/decode round trip', () => {
     ),
     { numRuns: 60 },
   );
+});
+
+test('vectors: the self-test folios_info vmalloc area decodes from captured memory to preserved folios', () => {
+  const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
+  for (const sc of [
+    'flat-explicit',
+    'numa-explicit',
+    'default-scale',
+    'bad-scratch',
+    'three-hops',
+    'luo-memfd',
+  ]) {
+    const dir = join(VEC, sc, 'stage1');
+    const t = decodeKhoTestFdt(new Uint8Array(readFileSync(join(dir, 'out/blobs/kho_test'))));
+    const preserved = new Set(
+      (JSON.parse(readFileSync(join(dir, 'preserved.json'), 'utf8')) as Array<[string, number]>).map(
+        ([pa, o]) => `${BigInt(pa)}:${o}`,
+      ),
+    );
+    const mem = openMemoryDir(join(dir, 'mem'));
+    try {
+      const d = decodeVmalloc(mem, t.foliosInfo!);
+      assert.equal(d.totalPages, 1, sc);
+      assert.equal(d.flags, KHO_VMALLOC_ALLOC);
+      // Spec §2.5: the chunk page and each data block are themselves preserved (order 0 here).
+      for (const pa of [...d.chunks, ...d.blocks]) assert.ok(preserved.has(`${pa}:0`), `${sc} ${pa}`);
+      // lib/test_kho.c stores each folio as phys | order; all nr_folios of them are preserved blocks.
+      const area = new DataView(readVmallocData(mem, d).buffer);
+      for (let i = 0; i < t.nrFolios!; i++) {
+        const w = area.getBigUint64(i * 8, true);
+        assert.ok(preserved.has(`${w & ~0xfffn}:${Number(w & 0xfffn)}`), `${sc} folio ${i}`);
+      }
+      assert.equal(area.getBigUint64(t.nrFolios! * 8, true), 0n);
+      assert.deepEqual(validateVmalloc(mem, t.foliosInfo!), []);
+    } finally {
+      mem.close();
+    }
+  }
 });
