@@ -11,6 +11,9 @@
  * of each contiguous block of `2^order` pages in vmalloc order, zero-terminated unless full. Every chunk
  * page is preserved as order 0, every data block with `kho_preserve_pages(block, 2^order)`.
  *
+ * Checked against the 7.3.4 vectors: the self-test's `folios_info` descriptor in each `kho_test` blob
+ * decodes from the captured memory (one chunk, one data page, both preserved order 0).
+ *
  * The receiving kernel (`kho_restore_vmalloc`) fails when the blocks would exceed `total_pages` or when
  * their final count differs from it; it ignores flag bits it does not know. The decoder additionally
  * never trusts the chunk list: a chunk reached twice (`KHO_VMALLOC_LOOP`, which would hang the kernel),
