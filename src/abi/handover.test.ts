@@ -332,3 +332,42 @@ test('64 KiB pages: radix geometry and root page follow the page size; 16 KiB: t
   assert.ok(h16.findings.some((f) => f.code === 'KHO_UNSUPPORTED_PAGE_SIZE'));
   assert.equal(h16.metadata?.kexecCount, 3);
 });
+
+test('kho_test: every folio the self-test recorded is a preserved block of its order (preserved.json), as its restore needs', () => {
+  for (const sc of SCENARIOS) {
+    const s1 = `${sc}/stage1`;
+    const h = loadHandoverPath(join(VEC, s1, 'out'), { memoryPath: join(VEC, s1, 'mem') });
+    const kt = h.subBlobs.find((s) => s.name === 'kho_test')!.khoTest!;
+    const expected = new Set(
+      (JSON.parse(readFileSync(join(VEC, s1, 'preserved.json'), 'utf8')) as [string, number][]).map(
+        ([pa, o]) => `${BigInt(pa)}:${o}`,
+      ),
+    );
+    assert.equal(kt.folios?.length, kt.nrFolios, sc);
+    for (const f of kt.folios!)
+      assert.ok(expected.has(`${f.pa}:${f.order}`), `${sc} ${f.pa.toString(16)}/${f.order}`);
+  }
+});
+
+test('kho_test: a recorded folio whose order differs from the preserved block is reported', () => {
+  const s1 = 'flat-explicit/stage1';
+  const img = openMemoryImage(join(VEC, s1, 'mem'));
+  const mem = new SparseMemory();
+  for (const r of img.ranges()) mem.write(r.start, img.read(r.start, Number(r.size)));
+  img.close();
+  const h0 = loadHandoverPath(join(VEC, s1, 'out'), { memory: mem });
+  const kt = h0.subBlobs.find((s) => s.name === 'kho_test')!.khoTest!;
+  const first = kt.foliosInfo!.first;
+  // The chunk's first entry is the data page holding the folio list; bump entry 0's order by one.
+  const dataPage = mem.read(first + 8n, 8);
+  const data = new DataView(dataPage.buffer, dataPage.byteOffset, 8).getBigUint64(0, true);
+  const e0 = mem.read(data, 8);
+  const v = new DataView(e0.buffer, e0.byteOffset, 8).getBigUint64(0, true);
+  const patched = new Uint8Array(8);
+  new DataView(patched.buffer).setBigUint64(0, v + 1n, true);
+  mem.write(data, patched);
+  const h = loadHandoverPath(join(VEC, s1, 'out'), { memory: mem });
+  const f = h.findings.filter((x) => x.code === 'KHO_TEST_FOLIO_NOT_PRESERVED');
+  assert.equal(f.length, 1);
+  assert.equal(f[0]!.path, '/kho_test/data:folios_info[0]');
+});

@@ -44,7 +44,13 @@ import {
   mergeBlockRanges,
   type PreservedBlock,
 } from './radix-tree.ts';
-import { type ScratchEntry, scratchFromDebugfs, scratchRole } from './scratch.ts';
+import {
+  type ScratchEntry,
+  scratchFromDebugfs,
+  scratchRole,
+  validatePreservedOutsideScratch,
+} from './scratch.ts';
+import { decodeVmalloc, readVmallocData } from './vmalloc.ts';
 
 /** Largest sub-blob read for decoding (bigger ones are reported and previewed only). */
 export const MAX_SUBBLOB_READ = 16 << 20;
@@ -561,7 +567,70 @@ export function decodeHandover(input: HandoverInput): Handover {
     if (sb.memblock) out.reserveMem.push(...sb.memblock.regions);
     if (sb.metadata && !out.metadata) out.metadata = sb.metadata;
   }
+  if (input.scratchText) {
+    try {
+      out.scratch = scratchFromDebugfs(input.scratchText.phys, input.scratchText.len).map((e, i) => ({
+        ...e,
+        role: scratchRole(i),
+      }));
+    } catch (e) {
+      findings.push(asFinding(e, `${dir}scratch_phys`));
+    }
+  }
   if (preserved) {
+    const has = new Set(preserved.list.map((b) => `${b.pa}:${b.order}`));
+    for (const sb of out.subBlobs) {
+      const fi = sb.khoTest?.foliosInfo;
+      if (!fi || !input.memory || sb.khoTest?.nrFolios === undefined) continue;
+      try {
+        const opts = { pageSize: profile.pageSize, endian: profile.endian };
+        const area = readVmallocData(input.memory, decodeVmalloc(input.memory, fi, opts), opts);
+        const n = sb.khoTest.nrFolios;
+        if (n * 8 > area.length) {
+          findings.push(
+            fnd(
+              'KHO_TEST_FOLIOS_SHORT',
+              'error',
+              `folios_info holds ${area.length / 8} entries, nr_folios is ${n}`,
+              `/${sb.name}/data`,
+            ),
+          );
+          continue;
+        }
+        const dv = new DataView(area.buffer, area.byteOffset, area.length);
+        const folios: PreservedBlock[] = [];
+        let missing = 0;
+        for (let i = 0; i < n; i++) {
+          const v = dv.getBigUint64(i * 8, profile.endian === 'little');
+          const pageMask = BigInt(profile.pageSize - 1);
+          const f = { pa: v & ~pageMask, order: Number(v & pageMask) };
+          folios.push(f);
+          if (!has.has(`${f.pa}:${f.order}`)) {
+            missing++;
+            if (missing <= 8) {
+              findings.push(
+                fnd(
+                  'KHO_TEST_FOLIO_NOT_PRESERVED',
+                  'error',
+                  `self-test folio ${i} at ${hx(f.pa)} (order ${f.order}) is not a preserved block of that order: its restore would fail`,
+                  `/${sb.name}/data:folios_info[${i}]`,
+                ),
+              );
+            }
+          }
+        }
+        sb.khoTest.folios = folios;
+      } catch (e) {
+        findings.push({ ...asFinding(e, `/${sb.name}/data:folios_info`), severity: 'warning' });
+      }
+    }
+    if (out.scratch)
+      findings.push(...validatePreservedOutsideScratch(preserved.list, out.scratch, profile.pageSize));
+    if (wholeAt !== undefined && !covered(preserved.ranges, wholeAt, BigInt(profile.pageSize))) {
+      findings.push(
+        fnd('KHO_ROOT_NOT_PRESERVED', 'error', `the root FDT page at ${hx(wholeAt)} is not preserved`, '/'),
+      );
+    }
     for (const r of out.reserveMem) {
       if (!covered(preserved.ranges, r.start, r.size)) {
         findings.push(
@@ -573,16 +642,6 @@ export function decodeHandover(input: HandoverInput): Handover {
           ),
         );
       }
-    }
-  }
-  if (input.scratchText) {
-    try {
-      out.scratch = scratchFromDebugfs(input.scratchText.phys, input.scratchText.len).map((e, i) => ({
-        ...e,
-        role: scratchRole(i),
-      }));
-    } catch (e) {
-      findings.push(asFinding(e, `${dir}scratch_phys`));
     }
   }
   return out;

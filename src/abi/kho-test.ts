@@ -29,6 +29,8 @@ export interface KhoTestFdt {
   nrFolios?: number;
   foliosInfo?: KhoVmallocDesc;
   csum?: number;
+  /** With a memory image: the folios the self-test recorded (`phys | order` entries of folios_info). */
+  folios?: { pa: bigint; order: number }[];
   findings: Finding[];
 }
 
