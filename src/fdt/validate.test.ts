@@ -5,6 +5,7 @@
  * test/oracle/validate.oracle.test.ts.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { asmFdt, tok } from '../../test/helpers/fdtcheck.ts';
 import { type Finding, isKhoError } from '../errors.ts';
@@ -355,5 +356,49 @@ test('assertValidFdt throws the first error as a KhoError with offset and expect
   assert.throws(
     () => assertValidFdt(new Uint8Array(10)),
     (e: unknown) => isKhoError(e, 'FDT_ERR_TRUNCATED') && e.offset === 10,
+  );
+});
+
+test('allowTruncated: a cut-short buffer is checked as far as its bytes go', () => {
+  const dir = new URL('../../test/vectors/linux-7.3.4/flat-explicit/stage1/out/', import.meta.url);
+  const whole = new Uint8Array(readFileSync(new URL('fdt.whole', dir)));
+  const debugfs = new Uint8Array(readFileSync(new URL('fdt', dir)));
+  // the debugfs file is the first 233 of the blob's 353 bytes (vectors README)
+  assert.equal(debugfs.length, 233);
+  assert.deepEqual(debugfs, whole.subarray(0, 233));
+  assert.deepEqual(
+    checkFdt(debugfs).map((f) => [f.severity, f.code, f.offset]),
+    [['error', 'FDT_ERR_TRUNCATED', 233]],
+  );
+  const fs = checkFdt(debugfs, { allowTruncated: true });
+  assert.equal(firstError(fs), undefined);
+  assert.deepEqual(fs[0], {
+    code: 'FDT_ERR_TRUNCATED',
+    severity: 'warning',
+    message: "buffer holds 233 bytes but the header's totalsize is 353 (120 bytes cut off)",
+    offset: 233,
+    expected: '353 bytes',
+  });
+  // every prefix of a blob libfdt accepts: nothing in the bytes present is an error
+  for (let n = 40; n < whole.length; n++) {
+    const cut = checkFdt(whole.subarray(0, n), { allowTruncated: true });
+    assert.equal(firstError(cut), undefined, `prefix ${n}: ${JSON.stringify(cut)}`);
+    assert.equal(cut[0]?.code, 'FDT_ERR_TRUNCATED', `prefix ${n}`);
+  }
+  // an error inside the bytes present is still an error: unknown tag 7 at 64, cut at 72
+  const bad = asmFdt({ struct: [tok.begin(''), tok.word(7), tok.end(), tok.fin()] }).bytes;
+  assert.deepEqual(firstError(checkFdt(bad.subarray(0, 72), { allowTruncated: true })), {
+    code: 'FDT_ERR_BADSTRUCTURE',
+    severity: 'error',
+    message: 'unknown tag 0x7',
+    offset: 64,
+    path: '/',
+    expected: 'FDT_BEGIN_NODE (1), FDT_END_NODE (2), FDT_PROP (3), FDT_NOP (4) or FDT_END (9)',
+  });
+  // where the walk stopped: BEGIN_NODE at 56, whose name would start at byte 60, past the end
+  const stopped = checkFdt(bad.subarray(0, 60), { allowTruncated: true });
+  assert.deepEqual(
+    stopped.filter((f) => f.code === FINDING.cut).map((f) => f.offset),
+    [56],
   );
 });

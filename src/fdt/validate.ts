@@ -21,6 +21,7 @@
  *   1000 each) and `maxPerCode` of any one code (default 100), then one `KHO_TOO_MANY_FINDINGS` warning
  *   says what was dropped; the first error is never dropped. Block-level findings come before the
  *   structure walk's per-node ones.
+ * - With `allowTruncated`, a buffer shorter than totalsize is checked as far as its bytes go.
  * - Linear time and O(input) memory on any input; never throws for any `Uint8Array`.
  * - `assertValidFdt(bytes)` throws the first error as a `KhoError`.
  */
@@ -40,6 +41,12 @@ import {
 export interface CheckOptions {
   /** Cap on error findings and, separately, on other findings. Default 1000. */
   maxFindings?: number;
+  /**
+   * Check a buffer shorter than its totalsize (such as Linux 7.3's debugfs `kho/out/fdt`) as far as its
+   * bytes go: the shortfall is a FDT_ERR_TRUNCATED warning instead of an error, and a `KHO_FDT_CUT`
+   * info says where checking stopped. Problems inside the bytes present are still errors.
+   */
+  allowTruncated?: boolean;
   /** Cap on findings of any one code, so one flood does not crowd out other kinds. Default 100. */
   maxPerCode?: number;
   /** Nesting depth (root = 1) beyond which a warning says kho's reader will refuse. Default 4096. */
@@ -63,6 +70,7 @@ export const FINDING = {
   propName: 'KHO_FDT_PROP_NAME',
   stringsUnterminated: 'KHO_FDT_STRINGS_UNTERMINATED',
   unusedStrings: 'KHO_FDT_UNUSED_STRINGS',
+  cut: 'KHO_FDT_CUT',
   tooManyFindings: 'KHO_TOO_MANY_FINDINGS',
 } as const satisfies Record<string, KhoErrorCode>;
 
@@ -240,7 +248,7 @@ function pathOf(stack: Frame[], leaf?: string): string {
 /** Check a blob; see the module contract. */
 export function checkFdt(bytes: Uint8Array, opts: CheckOptions = {}): Finding[] {
   const c = new Collector(Math.max(1, opts.maxFindings ?? 1000), Math.max(1, opts.maxPerCode ?? 100));
-  check(bytes, c, opts.maxDepth ?? 4096);
+  check(bytes, c, opts.maxDepth ?? 4096, opts.allowTruncated ?? false);
   return c.finish();
 }
 
@@ -263,7 +271,7 @@ export function assertValidFdt(bytes: Uint8Array, opts: CheckOptions = {}): Find
   return findings;
 }
 
-function check(bytes: Uint8Array, c: Collector, maxDepth: number): void {
+function check(bytes: Uint8Array, c: Collector, maxDepth: number, allowTruncated: boolean): void {
   const n = bytes.length;
   if (n < 28) {
     c.error('FDT_ERR_TRUNCATED', `blob is ${n} bytes, shorter than the smallest FDT header`, {
@@ -320,12 +328,13 @@ function check(bytes: Uint8Array, c: Collector, maxDepth: number): void {
   const saneSize = h.totalsize >= hdrsize && h.totalsize <= INT_MAX;
   let whole = saneSize;
   if (saneSize && n < h.totalsize) {
-    c.error(
+    c.add(
+      allowTruncated ? 'warning' : 'error',
       'FDT_ERR_TRUNCATED',
       `buffer holds ${n} bytes but the header's totalsize is ${h.totalsize} (${h.totalsize - n} bytes cut off)`,
       { offset: n, expected: `${h.totalsize} bytes` },
     );
-    whole = false;
+    whole = allowTruncated;
   } else if (saneSize && n > h.totalsize) {
     const zero = bytes.subarray(h.totalsize).every((b) => b === 0);
     c.add(
@@ -357,7 +366,7 @@ function check(bytes: Uint8Array, c: Collector, maxDepth: number): void {
         );
       }
       structEnd ??= walked.endTag + 4;
-      if (walked.complete) checkStringsUse(bytes, h, walked.nameoffs, c);
+      if (walked.complete && n >= h.totalsize) checkStringsUse(bytes, h, walked.nameoffs, c);
     }
   }
   if (h.version < 17) checkLayout(h, rsvEnd, structEnd, c);
@@ -450,6 +459,10 @@ function walkRsvmap(bytes: Uint8Array, h: Header, c: Collector): number | null {
       });
       return null;
     }
+    if (off + 16 > bytes.length) {
+      cutAt(c, off, 'in the memory reservation block');
+      return null;
+    }
     if (be32(bytes, off + 8) === 0 && be32(bytes, off + 12) === 0) {
       if (be32(bytes, off) !== 0 || be32(bytes, off + 4) !== 0) {
         c.warn(
@@ -461,6 +474,11 @@ function walkRsvmap(bytes: Uint8Array, h: Header, c: Collector): number | null {
       return off + 16;
     }
   }
+}
+
+/** The info that checking stopped for want of bytes (only with allowTruncated). */
+function cutAt(c: Collector, at: number, where: string): void {
+  c.add('info', FINDING.cut, `the buffer ends at ${at} ${where}: checked up to there`, { offset: at });
 }
 
 interface Walked {
@@ -479,7 +497,9 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
   // fdt_offset_ptr: a relative range [rel, rel + len) must end inside totalsize and, from v17, inside
   // size_dt_struct (which fdt_check_header already put inside totalsize).
   const limit = v17 ? h.sizeStruct : h.totalsize - base;
-  const structBytes = bytes.subarray(base, base + limit);
+  // with allowTruncated the buffer may end first: running into its end stops the walk quietly
+  const avail = Math.min(limit, Math.max(0, bytes.length - base));
+  const structBytes = bytes.subarray(base, base + avail);
   const names = new PropNames(bytes, h);
   const stack: Frame[] = [];
   let pos = 0;
@@ -502,8 +522,15 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
     c.error(code, what, { offset: base + at, path: here, expected });
     return { endTag: null, complete: false, nameoffs: [] };
   };
+  /** Whether [rel, rel + len) is cut off by the buffer's end (though inside the block). */
+  const cut = (end: number) => end > avail && end <= limit;
+  const cutWalk = (at: number): Walked => {
+    cutAt(c, base + at, `in the structure block (inside ${pathOf(stack)})`);
+    return { endTag: null, complete: false, nameoffs: [] };
+  };
 
   for (;;) {
+    if (cut(pos + 4)) return cutWalk(pos);
     if (pos + 4 > limit) {
       return stop('FDT_ERR_TRUNCATED', 'the structure block ends without FDT_END', pos, 'FDT_END');
     }
@@ -511,6 +538,7 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
     switch (tag) {
       case FDT_BEGIN_NODE: {
         const nul = structBytes.indexOf(0, pos + 4);
+        if (nul < 0 && avail < limit) return cutWalk(pos);
         if (nul < 0) {
           return stop(
             'FDT_ERR_BADSTRUCTURE',
@@ -570,6 +598,7 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
         pos += 4;
         break;
       case FDT_PROP: {
+        if (cut(pos + 8)) return cutWalk(pos);
         if (pos + 8 > limit) {
           return stop(
             'FDT_ERR_BADSTRUCTURE',
@@ -581,6 +610,7 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
         const len = be32(bytes, base + pos + 4);
         // libfdt adds 12 + len in 32 bits: a length near 2^32 wraps around to a short step.
         const span = (12 + len) % TWO32;
+        if (cut(pos + Math.max(span, 12))) return cutWalk(pos);
         if (pos + span > limit) {
           return stop(
             'FDT_ERR_BADSTRUCTURE',
@@ -677,35 +707,37 @@ function latin1(b: Uint8Array, start: number, end: number): string {
  * long unterminated run stay linear.
  */
 class PropNames {
-  private readonly cache = new Map<number, string | null>();
+  /** A name, null (libfdt's error, reported per use), or false (past a cut-short buffer's end). */
+  private readonly cache = new Map<number, string | null | false>();
   private nextNul: Int32Array | null = null;
   private region = '';
   private readonly regionStart: number;
+  /** Where names must end (libfdt's bound), and where the bytes present end (no later). */
+  private readonly blockEnd: number;
   private readonly regionEnd: number;
   constructor(
     private readonly bytes: Uint8Array,
     private readonly h: Header,
   ) {
     this.regionStart = h.offStrings;
-    this.regionEnd = h.version >= 17 ? h.offStrings + h.sizeStrings : h.totalsize;
+    this.blockEnd = h.version >= 17 ? h.offStrings + h.sizeStrings : h.totalsize;
+    this.regionEnd = Math.max(this.regionStart, Math.min(this.blockEnd, bytes.length));
   }
 
   /** The name, or null after reporting libfdt's error for it. */
   lookup(nameoff: number, propAt: number, c: Collector, path: () => string): string | null {
-    const hit = this.cache.get(nameoff);
-    if (hit !== undefined) {
-      if (hit === null) this.report(nameoff, propAt, c, path);
-      return hit;
+    let name = this.cache.get(nameoff);
+    if (name === undefined) {
+      name = this.resolve(nameoff);
+      this.cache.set(nameoff, name);
     }
-    const name = this.resolve(nameoff);
-    this.cache.set(nameoff, name);
     if (name === null) this.report(nameoff, propAt, c, path);
-    return name;
+    return name === false ? null : name;
   }
 
   resolved(): number[] {
     const out: number[] = [];
-    for (const [off, name] of this.cache) if (name !== null) out.push(off);
+    for (const [off, name] of this.cache) if (typeof name === 'string') out.push(off);
     return out;
   }
 
@@ -716,11 +748,11 @@ class PropNames {
     return h.version >= 17 && nameoff >= h.sizeStrings;
   }
 
-  private resolve(nameoff: number): string | null {
+  private resolve(nameoff: number): string | null | false {
     if (this.badOffset(nameoff)) return null;
     const abs = this.h.offStrings + nameoff;
-    const nul = this.nulFrom(abs);
-    if (nul < 0) return null;
+    const nul = abs < this.regionEnd ? this.nulFrom(abs) : -1;
+    if (nul < 0) return this.regionEnd < this.blockEnd ? false : null;
     // slices of the region decoded once share its characters
     const from = abs - this.regionStart;
     return this.region.slice(from, from + Math.min(nul - abs, MAX_CHECKED_NAME + 1));
@@ -765,6 +797,7 @@ class PropNames {
 function checkStringsEnd(bytes: Uint8Array, h: Header, c: Collector): void {
   if (h.sizeStrings === 0 || h.offStrings + h.sizeStrings > h.totalsize) return;
   const last = h.offStrings + h.sizeStrings - 1;
+  if (last >= bytes.length) return;
   if (bytes[last] !== 0) {
     c.warn(FINDING.stringsUnterminated, 'the strings block does not end with a NUL', {
       offset: last,
