@@ -74,6 +74,12 @@ function subBlobLines(s: SubBlob, direction: 'in' | 'out' | undefined): string[]
         `      folios_info: vmalloc chunk list at ${hex(fi.first)}, ${fi.totalPages} page(s), order ${fi.order}, flags ${hex(fi.flags)}`,
       );
     }
+    if (t.folios) {
+      const by = new Map<number, number>();
+      for (const f of t.folios) by.set(f.order, (by.get(f.order) ?? 0) + 1);
+      const orders = [...by].sort((a, b) => a[0] - b[0]).map(([o, n]) => `order ${o}: ${n}`);
+      out.push(`      recorded folios: ${t.folios.length} (${orders.join(', ')})`);
+    }
   } else if (s.metadata) {
     const m = s.metadata;
     const who =
