@@ -11,9 +11,20 @@ export * from './abi/luo.ts';
 export * from './abi/memblock.ts';
 export * from './abi/memory/dir.ts';
 export * from './abi/memory/elfcore.ts';
-export * from './abi/memory/image.ts';
+export {
+  memoryFromBytes,
+  type PhysMemory,
+  type PhysMemoryWriter,
+  type PhysRange,
+  readU32,
+  readU64,
+  type Segment,
+  SegmentedMemory,
+  SparseMemory,
+  u64Bytes,
+} from './abi/memory/image.ts';
 export * from './abi/memory/open.ts';
-export * from './abi/memory/raw.ts';
+export { FileMemory, openRawMemory } from './abi/memory/raw.ts';
 export * from './abi/profile.ts';
 export * from './abi/radix-tree.ts';
 export * from './abi/scratch.ts';
