@@ -13,7 +13,7 @@ import { parseFdt } from './reader.ts';
 import {
   assertValidFdt,
   checkFdt,
-  FINDING,
+  FDT_FINDING,
   firstError,
   nodeNameProblem,
   propNameProblem,
@@ -59,11 +59,11 @@ test('duplicate sibling nodes and duplicate properties are warnings with path an
   const fs = checkFdt(bytes);
   assert.equal(firstError(fs), undefined);
   assert.deepEqual(
-    only(fs, FINDING.duplicateNode).map((f) => [f.severity, f.offset, f.path]),
+    only(fs, FDT_FINDING.duplicateNode).map((f) => [f.severity, f.offset, f.path]),
     [['warning', 76, '/a']],
   );
   assert.deepEqual(
-    only(fs, FINDING.duplicateProp).map((f) => [f.severity, f.offset, f.path]),
+    only(fs, FDT_FINDING.duplicateProp).map((f) => [f.severity, f.offset, f.path]),
     [['warning', 96, '/a']],
   );
 });
@@ -76,11 +76,11 @@ test('node and property names outside DTSpec character sets', () => {
   const fs = checkFdt(bytes);
   assert.equal(firstError(fs), undefined);
   assert.deepEqual(
-    only(fs, FINDING.nodeName).map((f) => [f.offset, f.path]),
+    only(fs, FDT_FINDING.nodeName).map((f) => [f.offset, f.path]),
     [[68, '/A B']],
   );
   assert.deepEqual(
-    only(fs, FINDING.propName).map((f) => [f.offset, f.path]),
+    only(fs, FDT_FINDING.propName).map((f) => [f.offset, f.path]),
     [[80, '/A B']],
   );
   assert.equal(nodeNameProblem('serial@1000'), null);
@@ -100,7 +100,7 @@ test('NOPs: one warning with the count and the first offset', () => {
   // BEGIN "" @56, NOP @64, NOP @68, END_NODE @72, END @76
   const { bytes } = asmFdt({ struct: [tok.begin(''), tok.nop(), tok.nop(), tok.end(), tok.fin()] });
   const fs = checkFdt(bytes);
-  assert.deepEqual(codes(fs), [`warning:${FINDING.nop}`]);
+  assert.deepEqual(codes(fs), [`warning:${FDT_FINDING.nop}`]);
   assert.equal(fs[0]!.offset, 64);
   assert.match(fs[0]!.message, /^2 /);
 });
@@ -115,7 +115,7 @@ test('strings: unused bytes, a missing final NUL', () => {
   assert.equal(layout.offStrings, 84);
   const fs = checkFdt(bytes);
   assert.deepEqual(
-    only(fs, FINDING.unusedStrings).map((f) => [f.offset, f.message.split(' of ')[0]]),
+    only(fs, FDT_FINDING.unusedStrings).map((f) => [f.offset, f.message.split(' of ')[0]]),
     [[84, '7']],
   );
   // names may share a suffix ("ta" inside "data"): the shared bytes count as used
@@ -131,7 +131,7 @@ test('strings: unused bytes, a missing final NUL', () => {
   // 'ab' without NUL: unterminated (last byte at offStrings + 1) and unused
   const cfs = checkFdt(cut.bytes);
   assert.deepEqual(
-    only(cfs, FINDING.stringsUnterminated).map((f) => f.offset),
+    only(cfs, FDT_FINDING.stringsUnterminated).map((f) => f.offset),
     [cut.layout.offStrings + 1],
   );
 });
@@ -142,12 +142,12 @@ test('trailing bytes after totalsize: data is a warning, zero padding an info', 
   const data = checkFdt(Buffer.concat([bytes, Buffer.from([0xff, 0, 0, 0])]));
   assert.deepEqual(
     data.map((f) => [f.severity, f.code, f.offset]),
-    [['warning', FINDING.trailingData, total]],
+    [['warning', FDT_FINDING.trailingData, total]],
   );
   const zeros = checkFdt(Buffer.concat([bytes, Buffer.alloc(8)]));
   assert.deepEqual(
     zeros.map((f) => [f.severity, f.code, f.offset]),
-    [['info', FINDING.trailingData, total]],
+    [['info', FDT_FINDING.trailingData, total]],
   );
 });
 
@@ -186,7 +186,7 @@ test('layout: strings block before the structure block, unaligned rsvmap, slack 
   const slack = asmFdt({ struct: [tok.begin(''), tok.prop('x', one), tok.end(), tok.fin(), tok.nop()] });
   assert.deepEqual(
     checkFdt(slack.bytes).map((f) => [f.severity, f.code, f.offset]),
-    [['warning', FINDING.structSlack, 88]],
+    [['warning', FDT_FINDING.structSlack, 88]],
   );
 });
 
@@ -202,7 +202,7 @@ test('memory reservation list ended by a size-0 entry with a non-zero address', 
   });
   assert.deepEqual(
     checkFdt(bytes).map((f) => [f.severity, f.code, f.offset]),
-    [['warning', FINDING.rsvmapTerminator, 56]],
+    [['warning', FDT_FINDING.rsvmapTerminator, 56]],
   );
   assert.deepEqual(parseFdt(bytes).reserves, [{ address: 0x1000n, size: 0x10n }]);
 });
@@ -211,7 +211,7 @@ test('what libfdt accepts but kho’s reader refuses is a warning, and the reade
   const noRoot = asmFdt({ struct: [tok.fin()] }).bytes;
   assert.deepEqual(
     checkFdt(noRoot).map((f) => [f.severity, f.code, f.offset]),
-    [['warning', FINDING.noRoot, 56]],
+    [['warning', FDT_FINDING.noRoot, 56]],
   );
   assert.throws(
     () => parseFdt(noRoot),
@@ -221,7 +221,7 @@ test('what libfdt accepts but kho’s reader refuses is a warning, and the reade
   // PROP x @56 before the root
   const outside = asmFdt({ struct: [tok.prop('x'), tok.begin(''), tok.end(), tok.fin()] }).bytes;
   assert.deepEqual(
-    only(checkFdt(outside), FINDING.propOutsideNode).map((f) => [f.severity, f.offset]),
+    only(checkFdt(outside), FDT_FINDING.propOutsideNode).map((f) => [f.severity, f.offset]),
     [['warning', 56]],
   );
   assert.equal(firstError(checkFdt(outside)), undefined);
@@ -246,7 +246,7 @@ test('what libfdt accepts but kho’s reader refuses is a warning, and the reade
   }).bytes;
   assert.deepEqual(
     checkFdt(deep, { maxDepth: 3 }).map((f) => [f.code, f.offset, f.path]),
-    [[FINDING.tooDeep, 80, '/a/b/c']],
+    [[FDT_FINDING.tooDeep, 80, '/a/b/c']],
   );
   assert.deepEqual(checkFdt(deep), []);
   assert.throws(
@@ -261,7 +261,7 @@ test('what libfdt accepts but kho’s reader refuses is a warning, and the reade
   const wfs = checkFdt(wraps);
   assert.equal(firstError(wfs), undefined);
   assert.deepEqual(
-    only(wfs, FINDING.lengthWraps).map((f) => [f.offset, f.path]),
+    only(wfs, FDT_FINDING.lengthWraps).map((f) => [f.offset, f.path]),
     [[68, '/']],
   );
   assert.throws(
@@ -286,7 +286,7 @@ test('versions: 16 is an info, below 16 an error kho owns, newer than 17 an info
     }).bytes;
   assert.deepEqual(
     checkFdt(v(16)).map((f) => [f.severity, f.code, f.offset]),
-    [['info', FINDING.version, 20]],
+    [['info', FDT_FINDING.version, 20]],
   );
   assert.deepEqual(
     checkFdt(v(15)).map((f) => [f.severity, f.code, f.offset]),
@@ -294,7 +294,7 @@ test('versions: 16 is an info, below 16 an error kho owns, newer than 17 an info
   );
   assert.deepEqual(
     checkFdt(v(18)).map((f) => [f.severity, f.code, f.offset]),
-    [['info', FINDING.version, 20]],
+    [['info', FDT_FINDING.version, 20]],
   );
 });
 
@@ -305,8 +305,8 @@ test('findings are capped, the summary says how many were dropped, and errors ar
     struct: [tok.begin(''), ...props, tok.prop(9999), tok.end(), tok.fin()],
   });
   const fs = checkFdt(bytes, { maxFindings: 5 });
-  assert.equal(only(fs, FINDING.duplicateProp).length, 5);
-  const summary = only(fs, FINDING.tooManyFindings);
+  assert.equal(only(fs, FDT_FINDING.duplicateProp).length, 5);
+  const summary = only(fs, FDT_FINDING.tooManyFindings);
   assert.equal(summary.length, 1);
   assert.match(summary[0]!.message, /^24 more findings omitted \(KHO_FDT_DUPLICATE_PROP x24;/); // 29 duplicates, 5 kept
   assert.equal(firstError(fs)?.code, 'FDT_ERR_BADOFFSET');
@@ -318,10 +318,10 @@ test('a flood of one kind of finding does not crowd out the others', () => {
   const props = Array.from({ length: 150 }, () => tok.prop('x'));
   const { bytes } = asmFdt({ struct: [tok.begin(''), ...props, tok.nop(), tok.end(), tok.fin()] });
   const fs = checkFdt(bytes);
-  assert.equal(only(fs, FINDING.duplicateProp).length, 100);
-  assert.equal(only(fs, FINDING.nop).length, 1);
+  assert.equal(only(fs, FDT_FINDING.duplicateProp).length, 100);
+  assert.equal(only(fs, FDT_FINDING.nop).length, 1);
   assert.match(
-    only(fs, FINDING.tooManyFindings)[0]!.message,
+    only(fs, FDT_FINDING.tooManyFindings)[0]!.message,
     /^49 more findings omitted \(KHO_FDT_DUPLICATE_PROP x49;/,
   );
 });
@@ -398,7 +398,7 @@ test('allowTruncated: a cut-short buffer is checked as far as its bytes go', () 
   // where the walk stopped: BEGIN_NODE at 56, whose name would start at byte 60, past the end
   const stopped = checkFdt(bad.subarray(0, 60), { allowTruncated: true });
   assert.deepEqual(
-    stopped.filter((f) => f.code === FINDING.cut).map((f) => f.offset),
+    stopped.filter((f) => f.code === FDT_FINDING.cut).map((f) => f.offset),
     [56],
   );
 });

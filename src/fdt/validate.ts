@@ -54,7 +54,7 @@ export interface CheckOptions {
 }
 
 /** kho's own finding codes (libfdt's names are used wherever libfdt has one). */
-export const FINDING = {
+export const FDT_FINDING = {
   version: 'KHO_FDT_VERSION',
   trailingData: 'KHO_FDT_TRAILING_DATA',
   rsvmapTerminator: 'KHO_FDT_RSVMAP_TERMINATOR',
@@ -75,11 +75,11 @@ export const FINDING = {
 } as const satisfies Record<string, KhoErrorCode>;
 
 /** Findings that mean kho's reader (`parseFdt`) refuses a blob libfdt accepts. */
-export const READER_REJECTS: ReadonlySet<KhoErrorCode> = new Set<KhoErrorCode>([
-  FINDING.noRoot,
-  FINDING.propOutsideNode,
-  FINDING.tooDeep,
-  FINDING.lengthWraps,
+export const FDT_READER_REJECTS: ReadonlySet<KhoErrorCode> = new Set<KhoErrorCode>([
+  FDT_FINDING.noRoot,
+  FDT_FINDING.propOutsideNode,
+  FDT_FINDING.tooDeep,
+  FDT_FINDING.lengthWraps,
 ]);
 
 const INT_MAX = 0x7fffffff;
@@ -111,7 +111,7 @@ class Collector {
     if ((isError ? this.errors : this.others) >= this.max || sameCode >= this.maxPerCode) {
       this.dropped.set(code, (this.dropped.get(code) ?? 0) + 1);
       if (!this.summary) {
-        this.summary = { code: FINDING.tooManyFindings, severity: 'warning', message: '' };
+        this.summary = { code: FDT_FINDING.tooManyFindings, severity: 'warning', message: '' };
         this.list.push(this.summary);
       }
       return;
@@ -317,11 +317,11 @@ function check(bytes: Uint8Array, c: Collector, maxDepth: number, allowTruncated
       expected: 'version 16 or 17',
     });
   } else if (versionOk && h.version === 16) {
-    c.add('info', FINDING.version, 'version 16: no size_dt_struct; kho and dtc write version 17', {
+    c.add('info', FDT_FINDING.version, 'version 16: no size_dt_struct; kho and dtc write version 17', {
       offset: HDR.version,
     });
   } else if (versionOk && h.version > FDT_LAST_SUPPORTED_VERSION) {
-    c.add('info', FINDING.version, `version ${h.version} is newer than 17; read with version 17 rules`, {
+    c.add('info', FDT_FINDING.version, `version ${h.version} is newer than 17; read with version 17 rules`, {
       offset: HDR.version,
     });
   }
@@ -339,7 +339,7 @@ function check(bytes: Uint8Array, c: Collector, maxDepth: number, allowTruncated
     const zero = bytes.subarray(h.totalsize).every((b) => b === 0);
     c.add(
       zero ? 'info' : 'warning',
-      FINDING.trailingData,
+      FDT_FINDING.trailingData,
       `${n - h.totalsize} ${zero ? 'zero bytes' : 'bytes of data'} after totalsize ${h.totalsize}`,
       { offset: h.totalsize },
     );
@@ -360,7 +360,7 @@ function check(bytes: Uint8Array, c: Collector, maxDepth: number, allowTruncated
     if (walked.endTag !== null) {
       if (h.version >= 17 && walked.endTag + 4 < structEnd!) {
         c.warn(
-          FINDING.structSlack,
+          FDT_FINDING.structSlack,
           `${structEnd! - walked.endTag - 4} bytes after FDT_END inside the structure block`,
           { offset: walked.endTag + 4, expected: `size_dt_struct ${walked.endTag + 4 - h.offStruct}` },
         );
@@ -466,7 +466,7 @@ function walkRsvmap(bytes: Uint8Array, h: Header, c: Collector): number | null {
     if (be32(bytes, off + 8) === 0 && be32(bytes, off + 12) === 0) {
       if (be32(bytes, off) !== 0 || be32(bytes, off + 4) !== 0) {
         c.warn(
-          FINDING.rsvmapTerminator,
+          FDT_FINDING.rsvmapTerminator,
           'memory reservation list ends at an entry with size 0 but a non-zero address',
           { offset: off, expected: 'an all-zero terminating entry' },
         );
@@ -478,7 +478,7 @@ function walkRsvmap(bytes: Uint8Array, h: Header, c: Collector): number | null {
 
 /** The info that checking stopped for want of bytes (only with allowTruncated). */
 function cutAt(c: Collector, at: number, where: string): void {
-  c.add('info', FINDING.cut, `the buffer ends at ${at} ${where}: checked up to there`, { offset: at });
+  c.add('info', FDT_FINDING.cut, `the buffer ends at ${at} ${where}: checked up to there`, { offset: at });
 }
 
 interface Walked {
@@ -563,19 +563,19 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
         } else if (parent) {
           const problem = nodeNameProblem(name);
           if (problem)
-            c.warn(FINDING.nodeName, () => `node name ${show(name)}: ${problem}`, {
+            c.warn(FDT_FINDING.nodeName, () => `node name ${show(name)}: ${problem}`, {
               offset: base + pos + 4,
               path: here,
             });
           if (seen(parent, 'child', name))
-            c.warn(FINDING.duplicateNode, () => `duplicate node name ${show(name)}`, {
+            c.warn(FDT_FINDING.duplicateNode, () => `duplicate node name ${show(name)}`, {
               offset: base + pos,
               path: here,
             });
         }
         if (stack.length > maxDepth && !tooDeepReported) {
           tooDeepReported = true;
-          c.warn(FINDING.tooDeep, `nodes nested deeper than ${maxDepth}; kho's reader refuses this`, {
+          c.warn(FDT_FINDING.tooDeep, `nodes nested deeper than ${maxDepth}; kho's reader refuses this`, {
             offset: base + pos,
             path: here,
           });
@@ -625,24 +625,24 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
         const frame = stack.length ? stack[stack.length - 1]! : null;
         const name = names.lookup(nameoff, base + pos, c, frame ? here : () => '/');
         if (!frame) {
-          c.warn(FINDING.propOutsideNode, 'a property outside any node; kho’s reader refuses this', {
+          c.warn(FDT_FINDING.propOutsideNode, 'a property outside any node; kho’s reader refuses this', {
             offset: base + pos,
           });
         } else if (name !== null) {
           const problem = name.length > MAX_CHECKED_NAME ? 'longer than 256 bytes' : propNameProblem(name);
           if (problem)
-            c.warn(FINDING.propName, () => `property name ${show(name)}: ${problem}`, {
+            c.warn(FDT_FINDING.propName, () => `property name ${show(name)}: ${problem}`, {
               offset: base + pos + 8,
               path: here,
             });
           if (seen(frame, 'prop', name))
-            c.warn(FINDING.duplicateProp, () => `duplicate property ${show(name)}`, {
+            c.warn(FDT_FINDING.duplicateProp, () => `duplicate property ${show(name)}`, {
               offset: base + pos,
               path: here,
             });
         }
         if (span < 12) {
-          c.warn(FINDING.lengthWraps, `property length 0x${len.toString(16)} wraps 12 + len past 2^32`, {
+          c.warn(FDT_FINDING.lengthWraps, `property length 0x${len.toString(16)} wraps 12 + len past 2^32`, {
             offset: base + pos + 4,
             path: frame ? here : undefined,
             expected: `a length <= ${Math.max(0, limit - pos - 12)}`,
@@ -675,13 +675,13 @@ function walkStruct(bytes: Uint8Array, h: Header, c: Collector, maxDepth: number
           );
         }
         if (!rootSeen) {
-          c.warn(FINDING.noRoot, 'the structure block has no root node; kho’s reader refuses this', {
+          c.warn(FDT_FINDING.noRoot, 'the structure block has no root node; kho’s reader refuses this', {
             offset: base + pos,
             expected: 'FDT_BEGIN_NODE with an empty name',
           });
         }
         if (nops) {
-          c.warn(FINDING.nop, `${nops} FDT_NOP tag(s), the first at offset ${base + firstNop}`, {
+          c.warn(FDT_FINDING.nop, `${nops} FDT_NOP tag(s), the first at offset ${base + firstNop}`, {
             offset: base + firstNop,
           });
         }
@@ -799,7 +799,7 @@ function checkStringsEnd(bytes: Uint8Array, h: Header, c: Collector): void {
   const last = h.offStrings + h.sizeStrings - 1;
   if (last >= bytes.length) return;
   if (bytes[last] !== 0) {
-    c.warn(FINDING.stringsUnterminated, 'the strings block does not end with a NUL', {
+    c.warn(FDT_FINDING.stringsUnterminated, 'the strings block does not end with a NUL', {
       offset: last,
       expected: 'a NUL as the last byte of the strings block',
     });
@@ -827,7 +827,7 @@ function checkStringsUse(bytes: Uint8Array, h: Header, nameoffs: number[], c: Co
   const unused = size - covered;
   if (unused > 0) {
     c.warn(
-      FINDING.unusedStrings,
+      FDT_FINDING.unusedStrings,
       `${unused} of ${size} strings-block bytes are not used by any property name`,
       {
         offset: h.offStrings + firstGap,

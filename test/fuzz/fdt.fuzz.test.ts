@@ -14,7 +14,7 @@ import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { isKhoError } from '../../src/errors.ts';
 import { parseFdt } from '../../src/fdt/reader.ts';
-import { checkFdt, FINDING, firstError } from '../../src/fdt/validate.ts';
+import { checkFdt, FDT_FINDING, firstError } from '../../src/fdt/validate.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -246,10 +246,10 @@ test('4 MB pathological blobs: deep nesting, 1M NOPs, many tiny properties', (t)
       (fs) =>
         assert.deepEqual(
           fs.map((f) => f.code),
-          [FINDING.nop],
+          [FDT_FINDING.nop],
         ),
     ],
-    ['same name', sameName, (fs) => assert.ok(fs.some((f) => f.code === FINDING.tooManyFindings))],
+    ['same name', sameName, (fs) => assert.ok(fs.some((f) => f.code === FDT_FINDING.tooManyFindings))],
     ['suffixes', suffixes, (fs) => assert.equal(firstError(fs), undefined)],
     ['unterminated', unterminated, (fs) => assert.equal(firstError(fs)?.code, 'FDT_ERR_TRUNCATED')],
   ];

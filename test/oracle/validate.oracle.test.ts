@@ -12,7 +12,7 @@
  *   name without '/' returns NULL, which fdt_check_full dereferences).
  * - LENGTH_LOOP: a property length of 0xfffffff4 makes libfdt's 32-bit `12 + len` step zero, so
  *   fdt_check_full never returns; kho reports FDT_ERR_BADSTRUCTURE.
- * - READER_REJECTS (validator warnings, libfdt accepts, reader throws): no root node (FDT_END first),
+ * - FDT_FDT_READER_REJECTS (validator warnings, libfdt accepts, reader throws): no root node (FDT_END first),
  *   a property outside any node, nesting deeper than maxDepth, a property length that wraps 2^32 (libfdt
  *   steps 12 + len mod 2^32 and carries on; kho's reader has no value to give).
  */
@@ -24,7 +24,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { isKhoError, type KhoErrorCode } from '../../src/errors.ts';
 import { parseFdt } from '../../src/fdt/reader.ts';
-import { assertValidFdt, checkFdt, firstError, READER_REJECTS } from '../../src/fdt/validate.ts';
+import { assertValidFdt, checkFdt, FDT_READER_REJECTS, firstError } from '../../src/fdt/validate.ts';
 import { asmFdt, fdtCheck, type Tok, tok } from '../helpers/fdtcheck.ts';
 import { arbTree, toDtsSource } from '../helpers/gen.ts';
 import { oracle, withTempDir } from '../helpers/oracle.ts';
@@ -209,7 +209,7 @@ function compare(blobs: Uint8Array[], verdicts = fdtCheck(blobs)): Record<string
     same: 0,
     OLD_VERSION: 0,
     LENGTH_LOOP: 0,
-    READER_REJECTS: 0,
+    FDT_READER_REJECTS: 0,
     rwBadLayout: 0,
     khoOnlyBadLayout: 0,
   };
@@ -263,9 +263,9 @@ function compare(blobs: Uint8Array[], verdicts = fdtCheck(blobs)): Record<string
       assert.ok(warnsLayout, `libfdt rw says BADLAYOUT: ${why()}`);
       tally.rwBadLayout!++;
     } else if (warnsLayout && libfdt === 'OK') tally.khoOnlyBadLayout!++;
-    if (findings.some((f) => READER_REJECTS.has(f.code))) {
+    if (findings.some((f) => FDT_READER_REJECTS.has(f.code))) {
       assert.notEqual(reader, 'OK', `reader must refuse: ${why()}`);
-      tally.READER_REJECTS!++;
+      tally.FDT_READER_REJECTS!++;
       return;
     }
     assert.equal(reader, libfdt, `parseFdt: ${why()}`);
