@@ -241,10 +241,24 @@ export class Shell {
     for (let i = 0; i < p.commands.length; i++) {
       const last = i === p.commands.length - 1;
       const chunks: Uint8Array[] = [];
+      // Each part of a multi-command pipeline runs in a subshell: variables and cwd do not leak out.
+      const savedVars = multi ? new Map(this.vars) : undefined;
+      const savedCwd = this.vfs.cwd;
       const r = await this.runCommand(p.commands[i], stdin, multi, last, (fd, data) => {
         if (fd === 1 && !last) chunks.push(data);
         else emit(fd, data);
       });
+      if (savedVars) {
+        this.vars.clear();
+        for (const [k, v] of savedVars) this.vars.set(k, v);
+        if (this.vfs.cwd !== savedCwd) {
+          try {
+            this.vfs.chdir(savedCwd);
+          } catch {
+            // The directory went away meanwhile; stay where the subshell left us.
+          }
+        }
+      }
       status = r;
       stdin = concat(chunks);
     }

@@ -269,7 +269,12 @@ export function parse(src: string): Script {
           const m = /^([A-Za-z_][A-Za-z0-9_]*)=/.exec(first.text);
           if (m) {
             const rest: Word = [];
-            const remainder = first.text.slice(m[0].length);
+            let remainder = first.text.slice(m[0].length);
+            // Tilde expansion applies at the start of an assignment's value too.
+            if (remainder === '~' || remainder.startsWith('~/')) {
+              rest.push({ kind: 'tilde' });
+              remainder = remainder.slice(1);
+            }
             if (remainder !== '') rest.push({ kind: 'lit', text: remainder, quoted: false });
             rest.push(...tok.word.slice(1));
             cmd.assigns.push({ name: m[1], value: rest });
