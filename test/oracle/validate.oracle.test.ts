@@ -12,7 +12,7 @@
  *   name without '/' returns NULL, which fdt_check_full dereferences).
  * - LENGTH_LOOP: a property length of 0xfffffff4 makes libfdt's 32-bit `12 + len` step zero, so
  *   fdt_check_full never returns; kho reports FDT_ERR_BADSTRUCTURE.
- * - FDT_FDT_READER_REJECTS (validator warnings, libfdt accepts, reader throws): no root node (FDT_END first),
+ * - READER_REJECTS (FDT_READER_REJECTS warnings, libfdt accepts, reader throws): no root node (FDT_END first),
  *   a property outside any node, nesting deeper than maxDepth, a property length that wraps 2^32 (libfdt
  *   steps 12 + len mod 2^32 and carries on; kho's reader has no value to give).
  */
@@ -209,7 +209,7 @@ function compare(blobs: Uint8Array[], verdicts = fdtCheck(blobs)): Record<string
     same: 0,
     OLD_VERSION: 0,
     LENGTH_LOOP: 0,
-    FDT_READER_REJECTS: 0,
+    READER_REJECTS: 0,
     rwBadLayout: 0,
     khoOnlyBadLayout: 0,
   };
@@ -265,7 +265,7 @@ function compare(blobs: Uint8Array[], verdicts = fdtCheck(blobs)): Record<string
     } else if (warnsLayout && libfdt === 'OK') tally.khoOnlyBadLayout!++;
     if (findings.some((f) => FDT_READER_REJECTS.has(f.code))) {
       assert.notEqual(reader, 'OK', `reader must refuse: ${why()}`);
-      tally.FDT_READER_REJECTS!++;
+      tally.READER_REJECTS!++;
       return;
     }
     assert.equal(reader, libfdt, `parseFdt: ${why()}`);
