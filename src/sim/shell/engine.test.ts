@@ -10,7 +10,19 @@ import { gnu } from './tools/gnu-oracle.ts';
 
 const wordArb = fc.oneof(
   fc.constantFrom('abc', 'a', 'x.y', '-n', '-e', '--', 'f*', 'f?', '[fg]1', '1', 'a=b'),
-  fc.constantFrom("'sq x'", "'a\"b'", "''", '""', '"dq $X y"', '"$X"', '$X', '${X}z', '"${X}"', '$?', '"$?"'),
+  fc.constantFrom(
+    "'sq x'",
+    "'a\"b'",
+    "''",
+    '""',
+    '"dq $X y"',
+    '"$X"',
+    '$X',
+    '$' + '{X}z',
+    '"$' + '{X}"',
+    '$?',
+    '"$?"',
+  ),
   fc.constantFrom(
     '\\$X',
     'a\\ b',
