@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerDiff } from './diff.ts';
+import { registerFdt } from './fdt.ts';
 import { registerInspect } from './inspect.ts';
 import { registerValidate } from './validate.ts';
 
@@ -8,4 +9,5 @@ export function registerCommands(program: Command): void {
   registerInspect(program);
   registerValidate(program);
   registerDiff(program);
+  registerFdt(program);
 }
