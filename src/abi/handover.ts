@@ -25,7 +25,13 @@ import { parseFdt } from '../fdt/reader.ts';
 import { decodeBitmapChunks } from './bitmap-chunks.ts';
 import { acceptKexecMetadata, type KexecMetadata, KHO_METADATA_NODE_NAME } from './kexec-metadata.ts';
 import { decodeKhoRoot, type KhoRoot } from './kho-fdt.ts';
-import { decodeKhoTestFdt, KHO_TEST_COMPAT, KHO_TEST_FDT, type KhoTestFdt } from './kho-test.ts';
+import {
+  decodeKhoTestFdt,
+  KHO_TEST_COMPAT,
+  KHO_TEST_FDT,
+  type KhoTestFdt,
+  x86CsumPartial,
+} from './kho-test.ts';
 import { decodeLuoSer, decodeLuoState, LUO_SER_SIZE, validateLuoSer } from './luo.ts';
 import {
   decodeMemblockFdt,
@@ -54,6 +60,8 @@ import { decodeVmalloc, readVmallocData } from './vmalloc.ts';
 
 /** Largest sub-blob read for decoding (bigger ones are reported and previewed only). */
 export const MAX_SUBBLOB_READ = 16 << 20;
+/** Largest total of self-test folios checksummed. */
+export const MAX_CSUM_BYTES = 256 << 20;
 const PREVIEW_BYTES = 64;
 const FDT_MAGIC_BYTES = [0xd0, 0x0d, 0xfe, 0xed];
 export const LUO_NODE_NAME = 'LUO';
@@ -620,6 +628,27 @@ export function decodeHandover(input: HandoverInput): Handover {
           }
         }
         sb.khoTest.folios = folios;
+        const bytesTotal = folios.reduce((a, f) => a + (BigInt(profile.pageSize) << BigInt(f.order)), 0n);
+        if (
+          missing === 0 &&
+          bytesTotal <= BigInt(MAX_CSUM_BYTES) &&
+          folios.every((f) => input.memory!.has(f.pa, BigInt(profile.pageSize) << BigInt(f.order)))
+        ) {
+          let sum = 0;
+          for (const f of folios)
+            sum = x86CsumPartial(input.memory.read(f.pa, profile.pageSize << f.order), sum);
+          sb.khoTest.csumComputed = sum;
+          if (sb.khoTest.csum !== undefined && sum !== sb.khoTest.csum) {
+            findings.push(
+              fnd(
+                'KHO_TEST_CSUM_MISMATCH',
+                'warning',
+                `the folios' checksum is ${hx(sum)}, the self-test recorded ${hx(sb.khoTest.csum)} (x86_64 csum_partial): its restore would fail`,
+                `/${sb.name}/data:csum`,
+              ),
+            );
+          }
+        }
       } catch (e) {
         findings.push({ ...asFinding(e, `/${sb.name}/data:folios_info`), severity: 'warning' });
       }

@@ -31,6 +31,8 @@ export interface KhoTestFdt {
   csum?: number;
   /** With a memory image: the folios the self-test recorded (`phys | order` entries of folios_info). */
   folios?: { pa: bigint; order: number }[];
+  /** With every folio in the image: the checksum recomputed over them (x86_64 csum_partial). */
+  csumComputed?: number;
   findings: Finding[];
 }
 
@@ -121,4 +123,45 @@ export function validateKhoTestFdt(
     if (e instanceof KhoError) return [{ code: e.code, severity: 'error', message: e.message }];
     throw e;
   }
+}
+
+/**
+ * x86_64's `csum_partial(buff, len, sum)` for a buffer whose length is a multiple of 8 (folios always
+ * are): a ones'-complement sum of the little-endian u64 words seeded with `sum`, folded to 32 bits
+ * with end-around carry. The self-test chains it over its folios in allocation order. Other
+ * architectures fold differently, so the value is only comparable on x86_64.
+ */
+export function x86CsumPartial(bytes: Uint8Array, sum: number): number {
+  if (bytes.length % 8 !== 0) {
+    throw new KhoError('KHO_TEST_CSUM_LENGTH', `csum over ${bytes.length} bytes`, {
+      expected: 'a multiple of 8',
+    });
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  // Two 32-bit halves with deferred carries keep this in fast number arithmetic.
+  let lo = sum >>> 0;
+  let hi = 0;
+  for (let i = 0; i < bytes.length; i += 8) {
+    lo += dv.getUint32(i, true);
+    hi += dv.getUint32(i + 4, true);
+    if (lo > 0xfffffffff || hi > 0xfffffffff) {
+      hi += Math.floor(lo / 0x100000000);
+      lo %= 0x100000000;
+      const c = Math.floor(hi / 0x100000000);
+      hi %= 0x100000000;
+      lo += c;
+    }
+  }
+  // Normalise to a 64-bit ones'-complement value (end-around carry), then fold 64 -> 32.
+  for (;;) {
+    hi += Math.floor(lo / 0x100000000);
+    lo %= 0x100000000;
+    const c = Math.floor(hi / 0x100000000);
+    hi %= 0x100000000;
+    if (c === 0) break;
+    lo += c;
+  }
+  let r = hi + lo;
+  if (r > 0xffffffff) r = (r % 0x100000000) + 1;
+  return r >>> 0;
 }

@@ -79,6 +79,11 @@ function subBlobLines(s: SubBlob, direction: 'in' | 'out' | undefined): string[]
       for (const f of t.folios) by.set(f.order, (by.get(f.order) ?? 0) + 1);
       const orders = [...by].sort((a, b) => a[0] - b[0]).map(([o, n]) => `order ${o}: ${n}`);
       out.push(`      recorded folios: ${t.folios.length} (${orders.join(', ')})`);
+      if (t.csumComputed !== undefined) {
+        out.push(
+          `      checksum over the folios: ${hex(t.csumComputed)} (${t.csumComputed === t.csum ? 'matches' : 'DIFFERS from'} the recorded csum)`,
+        );
+      }
     }
   } else if (s.metadata) {
     const m = s.metadata;
