@@ -721,20 +721,25 @@ export function loadHandoverPath(path: string, opts: LoadOptions = {}): Handover
     if (existsSync(subDir)) {
       for (const n of readdirSync(subDir).sort()) files.set(n, readFileSync(join(subDir, n)));
     }
-    const phys = readText(join(path, 'scratch_phys'));
-    const len = readText(join(path, 'scratch_len'));
+    // Linux 7.4+ (kho-v4-bootmem) renamed the files to bootmem_phys / bootmem_len.
+    const phys = readText(join(path, 'scratch_phys')) ?? readText(join(path, 'bootmem_phys'));
+    const len = readText(join(path, 'scratch_len')) ?? readText(join(path, 'bootmem_len'));
     const name = basename(path.replace(/\/+$/, ''));
     const direction = name === 'in' || name === 'out' ? name : undefined;
     const hasFdt = existsSync(fdtPath);
     if (!hasFdt && files.size === 0 && phys === undefined) {
-      throw new KhoError('KHO_NOT_A_HANDOVER_DIR', `${path} holds no fdt, sub_fdts/ or scratch_* files`, {
-        path,
-        expected: `a /sys/kernel/debug/kho/out or /in directory${
-          existsSync(join(path, 'out')) || existsSync(join(path, 'in'))
-            ? ` (try ${join(path, 'out')} or ${join(path, 'in')})`
-            : ''
-        }`,
-      });
+      throw new KhoError(
+        'KHO_NOT_A_HANDOVER_DIR',
+        `${path} holds no fdt, sub_fdts/, scratch_* or bootmem_* files`,
+        {
+          path,
+          expected: `a /sys/kernel/debug/kho/out or /in directory${
+            existsSync(join(path, 'out')) || existsSync(join(path, 'in'))
+              ? ` (try ${join(path, 'out')} or ${join(path, 'in')})`
+              : ''
+          }`,
+        },
+      );
     }
     const h = decodeHandover({
       ...base,
