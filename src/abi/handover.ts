@@ -60,6 +60,8 @@ import { decodeVmalloc, readVmallocData } from './vmalloc.ts';
 
 /** Largest sub-blob read for decoding (bigger ones are reported and previewed only). */
 export const MAX_SUBBLOB_READ = 16 << 20;
+/** Most preserved order-0 pages probed for the whole root FDT. */
+const MAX_ROOT_CANDIDATES = 1 << 20;
 /** Largest total of self-test folios checksummed. */
 export const MAX_CSUM_BYTES = 256 << 20;
 const PREVIEW_BYTES = 64;
@@ -359,9 +361,11 @@ function findWholeRoot(
   for (const pa of candidates) {
     if (seen.has(pa)) continue;
     seen.add(pa);
+    if (seen.size > MAX_ROOT_CANDIDATES) break;
     if (!mem.has(pa, total)) continue;
+    const h8 = mem.read(pa, 8);
+    if (!head.every((x, i) => h8[i] === x)) continue;
     const b = mem.read(pa, total);
-    if (!head.every((x, i) => b[i] === x)) continue;
     try {
       const r = decodeKhoRoot(b, { profile });
       if (r.compatible === cut.compatible && r.memoryMap === cut.memoryMap && !r.truncation)
