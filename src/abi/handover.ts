@@ -590,7 +590,10 @@ export function decodeHandover(input: HandoverInput): Handover {
     }
   }
   if (preserved) {
-    const has = new Set(preserved.list.map((b) => `${b.pa}:${b.order}`));
+    let hasSet: Set<string> | undefined;
+    const has = {
+      has: (k: string) => (hasSet ??= new Set(preserved!.list.map((b) => `${b.pa}:${b.order}`))).has(k),
+    };
     for (const sb of out.subBlobs) {
       const fi = sb.khoTest?.foliosInfo;
       if (!fi || !input.memory || sb.khoTest?.nrFolios === undefined) continue;
