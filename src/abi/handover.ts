@@ -592,7 +592,10 @@ export function decodeHandover(input: HandoverInput): Handover {
   if (preserved) {
     let hasSet: Set<string> | undefined;
     const has = {
-      has: (k: string) => (hasSet ??= new Set(preserved!.list.map((b) => `${b.pa}:${b.order}`))).has(k),
+      has: (k: string): boolean => {
+        if (!hasSet) hasSet = new Set(preserved!.list.map((b) => `${b.pa}:${b.order}`));
+        return hasSet.has(k);
+      },
     };
     for (const sb of out.subBlobs) {
       const fi = sb.khoTest?.foliosInfo;
