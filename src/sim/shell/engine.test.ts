@@ -240,3 +240,15 @@ test('pathname expansion: sorted matches, hidden files only for a leading dot, n
   );
   assert.equal(toText(r.stdout), 'a.txt b.txt\n.hidden\n*.none\n*.txt\n/tmp/c.bin\na.txt b.txt\n');
 });
+
+test('>FILE 2>&1 and &> send both streams to one file in order; 2>FILE only stderr', async () => {
+  const sh = createShell();
+  sh.vfs.writeFile('/tmp/in', 'data\n');
+  const r = await sh.run(
+    'cat /tmp/in /nope > /tmp/both 2>&1; cat /tmp/in /nope &> /tmp/amp; cat /tmp/in /nope 2> /tmp/err; cat /tmp/both /tmp/amp /tmp/err',
+  );
+  const msg = 'cat: /nope: No such file or directory\n';
+  // The third cat's stdout reaches the terminal first; then the three files: both, amp, err.
+  assert.equal(toText(r.stdout), `data\ndata\n${msg}data\n${msg}${msg}`);
+  assert.equal(toText(r.stderr), '');
+});

@@ -368,7 +368,9 @@ export class Shell {
     const assigns = cmd.assigns.map((a) => ({ name: a.name, value: this.expandString(a.value) }));
 
     // Redirections, left to right: each fd goes to the terminal/pipe or a file opened now.
-    type Sink = { kind: 'fd'; fd: 1 | 2 } | { kind: 'file'; path: string };
+    // A file sink remembers whether it was opened for appending and whether data has been written yet.
+    type FileSink = { kind: 'file'; path: string; append: boolean; started: boolean };
+    type Sink = { kind: 'fd'; fd: 1 | 2 } | FileSink;
     const sinks: Record<1 | 2, Sink> = { 1: { kind: 'fd', fd: 1 }, 2: { kind: 'fd', fd: 2 } };
     let input = stdin;
     for (const r of cmd.redirects) {
@@ -378,18 +380,19 @@ export class Shell {
           input = this.vfs.readFile(target);
         } else if (r.op === '>&') {
           if (target === '1' || target === '2') {
-            if (r.fd === 1 || r.fd === 2) sinks[r.fd] = { ...sinks[Number(target) as 1 | 2] };
+            if (r.fd === 1 || r.fd === 2) sinks[r.fd] = sinks[Number(target) as 1 | 2];
           } else if (/^[0-9]+$/.test(target)) {
             emit(2, toBytes(`${this.name}: ${target}: Bad file descriptor\n`));
             return 1;
           } else {
-            this.vfs.writeFile(target, new Uint8Array(0));
-            sinks[1] = { kind: 'file', path: target };
-            sinks[2] = { kind: 'file', path: target };
+            this.vfs.openWrite(target);
+            const sink: FileSink = { kind: 'file', path: target, append: false, started: false };
+            sinks[1] = sink;
+            sinks[2] = sink;
           }
         } else {
-          this.vfs.writeFile(target, new Uint8Array(0), { append: r.op === '>>' });
-          const sink: Sink = { kind: 'file', path: target };
+          this.vfs.openWrite(target, { append: r.op === '>>' });
+          const sink: FileSink = { kind: 'file', path: target, append: r.op === '>>', started: false };
           if (r.op === '&>') {
             sinks[1] = sink;
             sinks[2] = sink;
@@ -406,7 +409,8 @@ export class Shell {
       if (sink.kind === 'fd') emit(sink.fd, data);
       else {
         try {
-          this.vfs.writeFile(sink.path, data, { append: true });
+          this.vfs.writeFile(sink.path, data, { append: sink.started || sink.append });
+          sink.started = true;
         } catch (e) {
           emit(2, toBytes(`${this.name}: ${sink.path}: ${errorMessage(e)}\n`));
         }

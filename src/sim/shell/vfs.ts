@@ -641,6 +641,30 @@ export class Vfs {
     dir.add!(name, new MemFile(bytes.slice(), { clock: this.clock }));
   }
 
+  /**
+   * Open for writing as a redirection does, before the command runs: check permissions, create a missing
+   * file in a writable directory, truncate a RAM file unless appending. Files with a write handler
+   * (debugfs knobs) are not called until data arrives, so they see each write once.
+   */
+  openWrite(path: string, opts: { append?: boolean } = {}): void {
+    let target: Resolved | undefined;
+    try {
+      target = this.resolve(path, true);
+    } catch (e) {
+      if (errnoOf(e) !== 'ENOENT') throw e;
+    }
+    if (!target) {
+      this.writeFile(path, new Uint8Array(0));
+      return;
+    }
+    const n = target.node;
+    if (n.type === 'dir') throw vfsError('EISDIR', path);
+    if (n instanceof HostFile) throw vfsError('EROFS', path);
+    if (n.type === 'symlink' || !n.write || (n instanceof MemFile && !n.writable))
+      throw vfsError('EACCES', path);
+    if (n instanceof MemFile && !opts.append) n.write(new Uint8Array(0), false);
+  }
+
   /** A path whose last component is a dangling symlink writes through to the link's target. */
   private danglingTarget(path: string): string {
     for (let i = 0; i < SYMLOOP_MAX; i++) {
