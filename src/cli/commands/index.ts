@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerDiff } from './diff.ts';
 import { registerFdt } from './fdt.ts';
 import { registerInspect } from './inspect.ts';
+import { registerPlan } from './plan.ts';
 import { registerValidate } from './validate.ts';
 
 /** Every command group registers itself here. */
@@ -10,4 +11,5 @@ export function registerCommands(program: Command): void {
   registerValidate(program);
   registerDiff(program);
   registerFdt(program);
+  registerPlan(program);
 }
