@@ -11,7 +11,16 @@
  */
 import type { CommandContext, CommandResult } from '../engine.ts';
 import { errorMessage } from '../vfs.ts';
-import { fixedToJs, longestMatchAt, RegexSyntaxError, translateRegex } from './regex.ts';
+import {
+  enableRegexpFallback,
+  fixedToJs,
+  longestMatchAt,
+  RegexSyntaxError,
+  translateRegexInfo,
+} from './regex.ts';
+
+enableRegexpFallback();
+
 import { getopts, has, lastValue, quotef, readOperand, text, UsageError } from './util.ts';
 
 const USAGE = "Usage: grep [OPTION]... PATTERNS [FILE]...\nTry 'grep --help' for more information.\n";
@@ -29,9 +38,13 @@ function buildMatcher(
   word: boolean,
   whole: boolean,
 ): Matcher {
-  const srcs = patterns.map((p) =>
-    mode === 'F' ? fixedToJs(p) : translateRegex(p, mode === 'E' ? 'extended' : 'basic'),
+  const infos = patterns.map((p) =>
+    mode === 'F'
+      ? { src: fixedToJs(p), contextual: false }
+      : translateRegexInfo(p, mode === 'E' ? 'extended' : 'basic'),
   );
+  const srcs = infos.map((i) => i.src);
+  const contextual = whole || word || infos.some((i) => i.contextual);
   const wrap = (s: string) =>
     whole ? `^(?:${s})$` : word ? `(?<![A-Za-z0-9_])(?:${s})(?![A-Za-z0-9_])` : `(?:${s})`;
   const src = srcs.map(wrap).join('|');
@@ -55,7 +68,7 @@ function buildMatcher(
         const m = re.exec(line);
         if (!m) break;
         const start = m.index;
-        const end = longestMatchAt(src, flags, line, start, start + m[0].length);
+        const end = longestMatchAt(src, flags, line, start, start + m[0].length, contextual);
         if (end > start) {
           out.push([start, end]);
           pos = end;

@@ -11,6 +11,7 @@
  * `\1`-`\9`. Repeated quantifiers (`a**`) are legal as in POSIX. Semantics differ from POSIX only in the
  * match *chosen* (JS is leftmost-first, POSIX leftmost-longest); `longestMatchAt` recovers the POSIX match.
  */
+import { setFlagsFromString } from 'node:v8';
 import { charClass } from '../glob.ts';
 
 export class RegexSyntaxError extends Error {}
@@ -102,6 +103,18 @@ function interval(p: string, i: number, close: string): [string, number] | undef
 }
 
 export function translateRegex(p: string, syntax: 'basic' | 'extended'): string {
+  return translateRegexInfo(p, syntax).src;
+}
+
+/**
+ * The translation and whether it holds context-sensitive assertions (anchors, word boundaries): without
+ * them a match of a substring does not depend on the text around it.
+ */
+export function translateRegexInfo(
+  p: string,
+  syntax: 'basic' | 'extended',
+): { src: string; contextual: boolean } {
+  let contextual = false;
   const ere = syntax === 'extended';
   // Output as a list of atoms so a quantifier can wrap the previous atom.
   type Frame = { atoms: string[]; alts: string[][]; group: number };
@@ -113,14 +126,32 @@ export function translateRegex(p: string, syntax: 'basic' | 'extended'): string 
   let lastWasQuant = false;
   let atExprStart = true; // start of whole RE, after ( or |
   const pushAtom = (s: string, quantifiable = true) => {
+    // Only anchors and word-boundary assertions are pushed as not quantifiable.
+    if (!quantifiable) contextual = true;
     cur.atoms.push(s);
     lastQuantifiable = quantifiable;
     lastWasQuant = false;
     atExprStart = false;
   };
+  // The atom before its quantifier, to merge stacked quantifiers (`a**` is `a*`) instead of nesting them:
+  // nested unbounded loops make JS backtracking exponential.
+  let lastBase = '';
+  let lastQ = '';
   const quantify = (q: string): void => {
     const prev = cur.atoms.pop()!;
-    cur.atoms.push(lastWasQuant ? `(?:${prev})${q}` : `${prev}${q}`);
+    if (!lastWasQuant) {
+      lastBase = prev;
+      lastQ = q;
+    } else {
+      const simple = (x: string) => x === '*' || x === '+' || x === '?';
+      if (simple(lastQ) && simple(q)) lastQ = lastQ === q ? q : '*';
+      else if (lastQ === '*') lastQ = '*';
+      else {
+        lastBase = `(?:${prev})`;
+        lastQ = q;
+      }
+    }
+    cur.atoms.push(`${lastBase}${lastQ}`);
     lastWasQuant = true;
   };
   const openGroup = () => {
@@ -272,7 +303,7 @@ export function translateRegex(p: string, syntax: 'basic' | 'extended'): string 
     i++;
   }
   if (stack.length > 0) throw new RegexSyntaxError('Unmatched ( or \\(');
-  return [...cur.alts.map((a) => a.join('')), cur.atoms.join('')].join('|');
+  return { src: [...cur.alts.map((a) => a.join('')), cur.atoms.join('')].join('|'), contextual };
 }
 
 /** Escape a fixed string for a JS regex. */
@@ -283,10 +314,21 @@ export function fixedToJs(s: string): string {
 }
 
 const tailCache = new Map<string, RegExp>();
+const cached = (key: string, make: () => RegExp): RegExp => {
+  let re = tailCache.get(key);
+  if (!re) {
+    if (tailCache.size > 4096) tailCache.clear();
+    re = make();
+    tailCache.set(key, re);
+  }
+  return re;
+};
 
 /**
  * The POSIX (leftmost-longest) match starting at `start`, given that a JS match of `src` starts there and
- * ends at `jsEnd`: tries longer ends first, keeping the context (anchors, `\>`) of the whole line.
+ * ends at `jsEnd`: tries longer ends first. A `contextual` pattern (anchors, word boundaries) is tested in
+ * the whole line with a lookahead fixing the end; otherwise on the substring alone, which keeps the
+ * expression eligible for V8's linear-time engine.
  */
 export function longestMatchAt(
   src: string,
@@ -294,20 +336,38 @@ export function longestMatchAt(
   line: string,
   start: number,
   jsEnd: number,
+  contextual = true,
 ): number {
   if (line.length - start > 2048) return jsEnd;
+  const whole = contextual
+    ? undefined
+    : cached(`${flags}\0w\0${src}`, () => new RegExp(`^(?:${src})$`, flags));
   for (let end = line.length; end > jsEnd; end--) {
-    const k = line.length - end;
-    const key = `${flags}\0${k}\0${src}`;
-    let re = tailCache.get(key);
-    if (!re) {
-      if (tailCache.size > 4096) tailCache.clear();
-      re = new RegExp(`(?:${src})(?=[\\s\\S]{${k}}$)`, `${flags}y`);
-      tailCache.set(key, re);
+    if (whole) {
+      if (whole.test(line.slice(start, end))) return end;
+      continue;
     }
+    const k = line.length - end;
+    const re = cached(
+      `${flags}\0${k}\0${src}`,
+      () => new RegExp(`(?:${src})(?=[\\s\\S]{${k}}$)`, `${flags}y`),
+    );
     re.lastIndex = start;
     const m = re.exec(line);
     if (m && start + m[0].length === end) return end;
   }
   return jsEnd;
+}
+
+/**
+ * V8 falls back to its linear-time regexp engine when a backtracking match runs away (`\(a*\)*b` on a
+ * long line), for expressions without lookaround or back references. Process-wide, and harmless: the
+ * fallback gives the same results.
+ */
+export function enableRegexpFallback(): void {
+  try {
+    setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
+  } catch {
+    // Not available: matching stays backtracking-only.
+  }
 }
