@@ -123,7 +123,7 @@ export interface RootSummary {
 
 export interface Handover {
   /** What was given: a file or a directory, with its path when loaded from disk. */
-  source: { kind: 'fdt' | 'sub-blob' | 'debugfs-dir' | 'bytes'; path?: string };
+  source: { kind: 'fdt' | 'sub-blob' | 'debugfs-dir' | 'memory' | 'bytes'; path?: string };
   profile: ProfileName;
   root?: RootSummary;
   subBlobs: SubBlob[];
@@ -483,7 +483,8 @@ export function decodeHandover(input: HandoverInput): Handover {
               'the debugfs out/fdt length when the file is created, so sub-trees added later are cut off). ' +
               'The whole blob is the root FDT page, itself a preserved order-0 page: ' +
               (mem
-                ? 'it was not found in the memory image (is that page captured?)'
+                ? 'it was not found among the preserved pages of the memory image; if you know its address ' +
+                  "(the previous kernel's SETUP_KEXEC_KHO fdt_addr or /chosen linux,kho-fdt), read it with --fdt-at"
                 : 'pass a memory image with --memory to read it, or read in/fdt in the next kernel after kexec'),
             label,
           ),
@@ -692,6 +693,28 @@ export interface LoadOptions {
   memory?: PhysMemory;
   profile?: ProfileName;
   pageSize?: number;
+  /**
+   * Read the root FDT from the memory image at this physical address (the previous kernel's
+   * SETUP_KEXEC_KHO `fdt_addr` or `/chosen` `linux,kho-fdt`, or `wholeAt` of a cut-short out/fdt).
+   */
+  fdtAt?: bigint;
+}
+
+/** The root FDT at `pa` in a memory image: its header's totalsize, at most one page (what the kernel hands over). */
+export function readRootFdtAt(mem: PhysMemory, pa: bigint, pageSize = 4096): Uint8Array {
+  const head = mem.read(pa, 8);
+  if (!isFdt(head)) {
+    throw new KhoError(
+      'FDT_ERR_BADMAGIC',
+      `no FDT at ${hx(pa)} (it starts ${Buffer.from(head).toString('hex')})`,
+      {
+        path: `phys:${hx(pa)}`,
+        expected: '0xd00dfeed',
+      },
+    );
+  }
+  const total = new DataView(head.buffer, head.byteOffset, 8).getUint32(4, false);
+  return mem.read(pa, Math.max(Math.min(total, pageSize), 8));
 }
 
 function readText(p: string): string | undefined {
@@ -703,7 +726,7 @@ function readText(p: string): string | undefined {
  * single sub-blob file (a file under `sub_fdts/`, or any blob that is not a KHO root). I/O errors
  * throw (IO_* codes); content problems are findings.
  */
-export function loadHandoverPath(path: string, opts: LoadOptions = {}): Handover {
+export function loadHandoverPath(path: string | undefined, opts: LoadOptions = {}): Handover {
   if (!opts.memory && opts.memoryPath) {
     const img = openMemoryImage(opts.memoryPath);
     try {
@@ -713,17 +736,40 @@ export function loadHandoverPath(path: string, opts: LoadOptions = {}): Handover
     }
   }
   const memory = opts.memory;
+  const base = {
+    ...(memory ? { memory } : {}),
+    ...(opts.profile ? { profile: opts.profile } : {}),
+    ...(opts.pageSize !== undefined ? { pageSize: opts.pageSize } : {}),
+  };
+  let rootAt: Uint8Array | undefined;
+  if (opts.fdtAt !== undefined) {
+    if (!memory) {
+      throw new KhoError(
+        'KHO_NEED_MEMORY',
+        'reading the root FDT at a physical address needs a memory image',
+        {
+          expected: 'a memory image (--memory)',
+        },
+      );
+    }
+    rootAt = readRootFdtAt(memory, opts.fdtAt, opts.pageSize ?? 4096);
+  }
+  if (path === undefined) {
+    if (!rootAt) {
+      throw new KhoError('KHO_NO_INPUT', 'nothing to decode', {
+        expected: 'a path, or a memory image and an FDT address',
+      });
+    }
+    const h = decodeHandover({ ...base, fdt: rootAt, label: `phys:0x${opts.fdtAt!.toString(16)}` });
+    h.source = { kind: 'memory', path: `phys:0x${opts.fdtAt!.toString(16)}` };
+    return h;
+  }
   let st: ReturnType<typeof statSync>;
   try {
     st = statSync(path);
   } catch (e) {
     throw new KhoError('IO_ENOENT', `cannot read ${path}: ${(e as Error).message}`, { path, cause: e });
   }
-  const base = {
-    ...(memory ? { memory } : {}),
-    ...(opts.profile ? { profile: opts.profile } : {}),
-    ...(opts.pageSize !== undefined ? { pageSize: opts.pageSize } : {}),
-  };
   if (st.isDirectory()) {
     const fdtPath = join(path, 'fdt');
     const subDir = join(path, 'sub_fdts');
@@ -736,7 +782,7 @@ export function loadHandoverPath(path: string, opts: LoadOptions = {}): Handover
     const len = readText(join(path, 'scratch_len')) ?? readText(join(path, 'bootmem_len'));
     const name = basename(path.replace(/\/+$/, ''));
     const direction = name === 'in' || name === 'out' ? name : undefined;
-    const hasFdt = existsSync(fdtPath);
+    const hasFdt = rootAt !== undefined || existsSync(fdtPath);
     if (!hasFdt && files.size === 0 && phys === undefined) {
       throw new KhoError(
         'KHO_NOT_A_HANDOVER_DIR',
@@ -753,7 +799,7 @@ export function loadHandoverPath(path: string, opts: LoadOptions = {}): Handover
     }
     const h = decodeHandover({
       ...base,
-      ...(hasFdt ? { fdt: readFileSync(fdtPath) } : {}),
+      ...(hasFdt ? { fdt: rootAt ?? readFileSync(fdtPath) } : {}),
       subBlobFiles: files,
       ...(phys !== undefined && len !== undefined ? { scratchText: { phys, len } } : {}),
       ...(direction ? { direction } : {}),
@@ -774,6 +820,12 @@ export function loadHandoverPath(path: string, opts: LoadOptions = {}): Handover
       );
     }
     return h;
+  }
+  if (rootAt) {
+    throw new KhoError('KHO_TWO_ROOTS', `${path} is a file, and an FDT address was given too`, {
+      path,
+      expected: 'a debugfs directory or no path with an FDT address',
+    });
   }
   const bytes = readFileSync(path);
   const name = basename(path);

@@ -132,7 +132,9 @@ export function formatHandover(h: Handover, opts: { maxRanges?: number } = {}): 
         ? 'sub-blob file'
         : h.source.kind === 'fdt'
           ? 'root FDT file'
-          : 'bytes';
+          : h.source.kind === 'memory'
+            ? 'root FDT in the memory image'
+            : 'bytes';
   lines.push(`${h.source.path ?? '(input)'}: ${what}, profile ${h.profile}`);
   const r = h.root;
   if (r) {

@@ -77,6 +77,7 @@ test('exit statuses: 1 for a missing file, 2 for a bad profile or a missing argu
       2,
     );
     assert.equal(await main(['inspect']), 2);
+    process.exitCode = undefined;
   } finally {
     process.stderr.write = err;
   }
@@ -97,4 +98,32 @@ test('bin/kho.js inspect --json end to end', () => {
     j.root.subtrees.map((s: { name: string }) => s.name),
     ['kexec-metadata'],
   );
+});
+
+test('--fdt-at reads the root FDT from the memory image (the address of a cut-short out/fdt)', () => {
+  const mem = join(VEC, 'flat-explicit/stage1/mem');
+  const r = capture((io) => runInspect(undefined, { memory: mem, fdtAt: '0x3c1f000', json: true }, io));
+  assert.equal(r.code, 0);
+  const j = JSON.parse(r.out);
+  assert.deepEqual(j.source, { kind: 'memory', path: 'phys:0x3c1f000' });
+  assert.equal(j.root.totalsize, 353);
+  assert.equal(j.preserved.blocks, 37);
+  // With the debugfs directory: the memory's root replaces the cut-short out/fdt.
+  const d = JSON.parse(
+    capture((io) =>
+      runInspect(join(VEC, 'flat-explicit/stage1/out'), { memory: mem, fdtAt: '0x3c1f000', json: true }, io),
+    ).out,
+  );
+  assert.equal(d.root.have, 353);
+  assert.ok(!d.findings.some((f: { code: string }) => f.code === 'KHO_FDT_CUT_SHORT'));
+  // Not an FDT there: exit 1 with the error line; no memory: exit 1; a bad address: usage.
+  const err = process.stderr.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    assert.equal(runInspect(undefined, { memory: mem, fdtAt: '0x3c1e000' }, { out: () => {} }), 1);
+    assert.equal(runInspect(undefined, { fdtAt: '0x3c1f000' }, { out: () => {} }), 1);
+    assert.equal(runInspect(undefined, { memory: mem, fdtAt: 'here' }, { out: () => {} }), 2);
+  } finally {
+    process.stderr.write = err;
+  }
 });

@@ -24,6 +24,7 @@ export interface InspectOptions {
   memory?: string;
   profile?: string;
   pageSize?: string;
+  fdtAt?: string;
   json?: boolean;
 }
 
@@ -36,11 +37,11 @@ export function checkProfile(p: string | undefined): ProfileName | undefined {
 }
 
 export function isUsageError(e: unknown): boolean {
-  return e instanceof KhoError && (e.code === 'CLI_BAD_PROFILE' || e.code === 'CLI_BAD_PAGE_SIZE');
+  return e instanceof KhoError && e.code.startsWith('CLI_');
 }
 
 /** Load for the CLI: profile and memory options applied. Throws KhoError / Node I/O errors. */
-export function loadForCli(path: string, opts: InspectOptions): Handover {
+export function loadForCli(path: string | undefined, opts: InspectOptions): Handover {
   const profile = checkProfile(opts.profile);
   let pageSize: number | undefined;
   if (opts.pageSize !== undefined) {
@@ -51,10 +52,25 @@ export function loadForCli(path: string, opts: InspectOptions): Handover {
       });
     }
   }
+  let fdtAt: bigint | undefined;
+  if (opts.fdtAt !== undefined) {
+    if (!/^(0x[0-9a-fA-F]{1,16}|[0-9]{1,20})$/.test(opts.fdtAt)) {
+      throw new KhoError('CLI_BAD_ADDRESS', `'${opts.fdtAt}' is not a physical address`, {
+        expected: 'a hex (0x...) or decimal u64',
+      });
+    }
+    fdtAt = BigInt(opts.fdtAt);
+  }
+  if (path === undefined && fdtAt === undefined) {
+    throw new KhoError('CLI_NO_INPUT', 'give a path, or --memory and --fdt-at', {
+      expected: 'a root FDT file, sub-blob file or debugfs directory',
+    });
+  }
   return loadHandoverPath(path, {
     ...(opts.memory !== undefined ? { memoryPath: opts.memory } : {}),
     ...(profile ? { profile } : {}),
     ...(pageSize !== undefined ? { pageSize } : {}),
+    ...(fdtAt !== undefined ? { fdtAt } : {}),
   });
 }
 
@@ -63,7 +79,7 @@ export function handoverJson(h: Handover): unknown {
   return h;
 }
 
-export function runInspect(path: string, opts: InspectOptions, io: Io = stdio): number {
+export function runInspect(path: string | undefined, opts: InspectOptions, io: Io = stdio): number {
   let h: Handover;
   try {
     h = loadForCli(path, opts);
@@ -81,8 +97,9 @@ export function registerInspect(program: Command): void {
     .description(
       'decode a KHO handover: root FDT, sub-blobs by kind, preserved memory, reserve_mem, metadata',
     )
-    .argument('<path>', 'root FDT file, sub-blob file, or debugfs directory (kho/out or kho/in)')
+    .argument('[path]', 'root FDT file, sub-blob file, or debugfs directory (kho/out or kho/in)')
     .option('-m, --memory <image>', 'physical memory: raw file, ELF core, or directory of <16 hex>.bin files')
+    .option('--fdt-at <addr>', 'read the root FDT from the memory image at this physical address')
     .option(
       '-p, --profile <profile>',
       `ABI profile (${PROFILE_NAMES.join(', ')}); default: from the compatible`,
@@ -97,9 +114,10 @@ Examples:
   kho inspect /sys/kernel/debug/kho/in/fdt --json
   kho inspect out/fdt --memory dump.elf          # finds the whole blob when out/fdt is cut short
   kho inspect out/sub_fdts/memblock
+  kho inspect --memory vmcore --fdt-at 0x3c1f000   # the root FDT straight from memory
   kho inspect fdt --profile kho-v3`,
     )
-    .action((path: string, opts: InspectOptions) => {
+    .action((path: string | undefined, opts: InspectOptions) => {
       process.exitCode = runInspect(path, opts);
     });
 }

@@ -18,10 +18,11 @@ export interface ValidateResult {
   findings: Finding[];
 }
 
-export function runValidate(path: string, opts: InspectOptions, io: Io = stdio): number {
+export function runValidate(pathArg: string | undefined, opts: InspectOptions, io: Io = stdio): number {
+  const path = pathArg ?? (opts.fdtAt !== undefined ? `phys:${opts.fdtAt}` : '(none)');
   let findings: Finding[];
   try {
-    findings = loadForCli(path, opts).findings;
+    findings = loadForCli(pathArg, opts).findings;
   } catch (e) {
     if (isUsageError(e)) {
       reportError(path, e);
@@ -60,8 +61,9 @@ export function registerValidate(program: Command): void {
   program
     .command('validate')
     .description('check a KHO handover and list every finding; exit 0 valid, 1 invalid')
-    .argument('<path>', 'root FDT file, sub-blob file, or debugfs directory (kho/out or kho/in)')
+    .argument('[path]', 'root FDT file, sub-blob file, or debugfs directory (kho/out or kho/in)')
     .option('-m, --memory <image>', 'physical memory: raw file, ELF core, or directory of <16 hex>.bin files')
+    .option('--fdt-at <addr>', 'read the root FDT from the memory image at this physical address')
     .option('-p, --profile <profile>', `judge by this ABI profile (${PROFILE_NAMES.join(', ')})`)
     .option('--page-size <bytes>', 'page size of the machine: 4096 (default), 16384 or 65536')
     .option('--json', 'JSON output: { path, valid, errors, warnings, findings[] }')
@@ -73,7 +75,7 @@ Examples:
   kho validate /sys/kernel/debug/kho/out --memory /proc/vmcore --json
   kho validate fdt --profile kho-v3      # would a kho-v3 kernel accept it?`,
     )
-    .action((path: string, opts: InspectOptions) => {
+    .action((path: string | undefined, opts: InspectOptions) => {
       process.exitCode = runValidate(path, opts);
     });
 }
