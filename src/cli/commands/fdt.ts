@@ -54,6 +54,7 @@ function batch(files: string[], each: (file: string) => void): number {
     try {
       each(file);
     } catch (e) {
+      if (bar) process.stderr.write('\r\x1b[2K'); // the bar redraws below the error line
       reportError(file, e);
       status = EXIT_INVALID;
     }
