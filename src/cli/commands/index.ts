@@ -3,6 +3,7 @@ import { registerDiff } from './diff.ts';
 import { registerFdt } from './fdt.ts';
 import { registerInspect } from './inspect.ts';
 import { registerPlan } from './plan.ts';
+import { registerScratchCost } from './scratch-cost.ts';
 import { registerValidate } from './validate.ts';
 
 /** Every command group registers itself here. */
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerDiff(program);
   registerFdt(program);
   registerPlan(program);
+  registerScratchCost(program);
 }

@@ -162,15 +162,13 @@ export function computePlan(opts: PlanOptions): PlanResult {
 }
 
 const hx = (v: bigint): string => `0x${v.toString(16)}`;
-/** `16 MiB`, `4 KiB`, `4.4 MiB`, `48 bytes`. */
+/** `16 MiB`, `4 KiB`, `4.4 MiB`, `32.0 GiB`, `48 bytes`. */
 export function humanSize(v: bigint): string {
-  for (const [unit, shift] of [
-    ['GiB', 30n],
-    ['MiB', 20n],
-  ] as const) {
-    if (v >= 1n << shift && v % (1n << shift) === 0n) return `${v >> shift} ${unit}`;
-  }
+  const exact = (shift: bigint): boolean => v >= 1n << shift && v % (1n << shift) === 0n;
+  if (exact(40n)) return `${v >> 40n} TiB`;
+  if (exact(30n)) return `${v >> 30n} GiB`;
   if (v >= 1n << 30n) return `${(Number(v) / 2 ** 30).toFixed(1)} GiB`;
+  if (exact(20n)) return `${v >> 20n} MiB`;
   if (v >= 1n << 20n) return `${(Number(v) / 2 ** 20).toFixed(1)} MiB`;
   if (v >= 1n << 10n) return v % 1024n === 0n ? `${v >> 10n} KiB` : `${(Number(v) / 2 ** 10).toFixed(1)} KiB`;
   return `${v} bytes`;
