@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { main } from '../main.ts';
@@ -125,5 +126,39 @@ test('--fdt-at reads the root FDT from the memory image (the address of a cut-sh
     assert.equal(runInspect(undefined, { memory: mem, fdtAt: 'here' }, { out: () => {} }), 2);
   } finally {
     process.stderr.write = err;
+  }
+});
+
+test('inspect --json on every scenario: out/, in/ and fdt.whole with the stage-1 image match preserved.json and dmesg', () => {
+  const scenarios = [
+    'flat-explicit',
+    'numa-explicit',
+    'default-scale',
+    'bad-scratch',
+    'three-hops',
+    'luo-memfd',
+  ];
+  for (const sc of scenarios) {
+    const mem = join(VEC, sc, 'stage1/mem');
+    const expected = JSON.parse(readFileSync(join(VEC, sc, 'stage1/preserved.json'), 'utf8'));
+    const targets = [join(VEC, sc, 'stage1/out'), join(VEC, sc, 'stage1/out/fdt.whole')];
+    if (existsSync(join(VEC, sc, 'stage2/in'))) targets.push(join(VEC, sc, 'stage2/in'));
+    for (const p of targets) {
+      const r = capture((io) => runInspect(p, { memory: mem, json: true }, io));
+      assert.equal(r.code, 0, p);
+      const j = JSON.parse(r.out);
+      assert.deepEqual(
+        j.preserved.list.map((b: { pa: string; order: number }) => [b.pa, b.order]),
+        expected,
+        p,
+      );
+      const next = join(VEC, sc, 'stage2/dmesg');
+      if (existsSync(next)) {
+        const log = readFileSync(next, 'utf8');
+        assert.equal(j.metadata.logLine, log.match(/KHO: exec from: .*\(count \d+\)/)![0], p);
+        for (const m of j.reserveMem)
+          assert.match(log, new RegExp(`Revived memory reservation '${m.name}' from KHO`));
+      }
+    }
   }
 });
