@@ -371,3 +371,19 @@ test('kho_test: a recorded folio whose order differs from the preserved block is
   assert.equal(f.length, 1);
   assert.equal(f[0]!.path, '/kho_test/data:folios_info[0]');
 });
+
+test('a sub-blob or reserve_mem region outside preserved memory is an error (the next kernel may overwrite it)', () => {
+  const mem = new SparseMemory({ allocBase: 0x1000000n });
+  const memblock = encodeMemblockFdt([{ name: 'trace', start: 0x400000n, size: 0x200000n }]);
+  mem.write(0x200000n, memblock);
+  // Only the memblock page is preserved: neither the region nor anything else.
+  const { root } = encodeRadixTree([{ pa: 0x200000n, order: 0 }], mem);
+  const b = new KhoRootBuilder('kho-v4', root);
+  b.addSubtree('memblock', 0x200000n, BigInt(memblock.length));
+  b.addSubtree('kho_test', 0x300000n, 240n);
+  const h = decodeHandover({ fdt: b.blob(), memory: mem });
+  assert.deepEqual(
+    h.findings.filter((f) => f.severity === 'error').map((f) => `${f.code} ${f.path}`),
+    ['KHO_SUBBLOB_NOT_PRESERVED /kho_test', 'KHO_RESERVE_MEM_NOT_PRESERVED /memblock/trace'],
+  );
+});
