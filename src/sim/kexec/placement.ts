@@ -36,6 +36,7 @@
  *   (default `DEFAULT_X86_PURGATORY`, from the layout of arch/x86/purgatory: text + a 4 KiB-aligned
  *   4 KiB stack in .data) and the arm64 DTB the kernel builds from the running one.
  */
+import { KHO_DATA_SIZE } from '../../abi/boot.ts';
 import type { ScratchEntry } from '../../abi/scratch.ts';
 import { KhoError } from '../../errors.ts';
 import type { ImageArch, KernelImage } from './image.ts';
@@ -323,15 +324,12 @@ export const MIN_BOOTPARAM_ADDR = 0x3000n;
 export const MIN_KERNEL_LOAD_ADDR = 0x100000n;
 export const MIN_INITRD_LOAD_ADDR = 0x1000000n;
 export const MAX_ELFCOREHDR_STR_LEN = 30;
-/** sizeof(struct boot_params), struct setup_data, struct efi_setup_data, RNG seed, ima_setup_data, kho_data. */
+/** sizeof(struct boot_params), struct setup_data, struct efi_setup_data, RNG seed, ima_setup_data (kho_data: abi/boot.ts). */
 export const X86_BOOT_PARAMS_SIZE = 4096n;
 export const SETUP_DATA_HEADER = 16n;
 export const EFI_SETUP_DATA_SIZE = 96n;
 export const RNG_SEED_LENGTH = 32n;
 export const IMA_SETUP_DATA_SIZE = 16n;
-export const KHO_DATA_SIZE = 32n;
-/** `SETUP_KEXEC_KHO` setup_data type. */
-export const SETUP_KEXEC_KHO = 10;
 /** Estimated in-kernel x86_64 purgatory: memsz and alignment (the .data stack is 4 KiB aligned). */
 export const DEFAULT_X86_PURGATORY = { memsz: 0x4000n, align: 0x1000n } as const;
 /** arm64 MIN_KIMG_ALIGN and the DTB alignment (not across a 2 MiB boundary). */
@@ -421,7 +419,7 @@ export function x86BootParamsSize(
     SETUP_DATA_HEADER +
     RNG_SEED_LENGTH;
   if (o.imaKexec) sz += SETUP_DATA_HEADER + IMA_SETUP_DATA_SIZE;
-  if (o.khoConfigured ?? true) sz += SETUP_DATA_HEADER + KHO_DATA_SIZE;
+  if (o.khoConfigured ?? true) sz += SETUP_DATA_HEADER + BigInt(KHO_DATA_SIZE);
   return sz;
 }
 
