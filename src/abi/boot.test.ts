@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { oracle } from '../../test/helpers/oracle.ts';
 import { isKhoError } from '../errors.ts';
 import {
@@ -108,4 +109,24 @@ test('/chosen with one property only, or cells that do not match the root: typed
     input: '/dts-v1/; / { chosen { }; };',
   });
   assert.equal(decodeChosenKho(cold), undefined);
+});
+
+test('round trips: setup_data and /chosen values for random descriptors (fast-check)', () => {
+  const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
+  fc.assert(
+    fc.property(u64, u64, u64, u64, u64, (fdtAddr, fdtSize, scratchAddr, scratchSize, next) => {
+      const d = { fdtAddr, fdtSize, scratchAddr, scratchSize };
+      assert.deepEqual(decodeKhoSetupData(encodeKhoSetupData(d, next)), { next, ...d });
+      const p = encodeChosenKho(d, 2, 2);
+      assert.equal(p['linux,kho-fdt'].length, 16);
+      assert.equal(Buffer.from(p['linux,kho-fdt']).readBigUInt64BE(0), fdtAddr);
+      assert.equal(Buffer.from(p['linux,kho-scratch']).readBigUInt64BE(8), scratchSize);
+    }),
+    { numRuns: 200 },
+  );
+  // One cell cannot hold an address above 4 GiB.
+  assert.throws(
+    () => encodeChosenKho({ ...desc, fdtAddr: 1n << 32n }, 1, 1),
+    (e) => isKhoError(e, 'KHO_CHOSEN_BAD_VALUE'),
+  );
 });
