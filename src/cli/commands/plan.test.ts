@@ -232,3 +232,37 @@ test('kho plan with a real Debian bzImage: kernel memsz is PAGE_ALIGN(init_size)
   assert.equal(BigInt(k?.memsz ?? 0), (py[0] + 4095n) & ~4095n);
   assert.equal(BigInt(k?.start ?? 1) % py[1], 0n);
 });
+
+test('kho plan: empty or oversized scratch files are refused; odd areas are reported as notes', () => {
+  withTempDir((dir) => {
+    const f = fixture(dir, 4096);
+    const phys = join(dir, 'phys');
+    const len = join(dir, 'len');
+    const run = () =>
+      quiet(() =>
+        capture((io) => runPlan({ image: f.image, scratchPhys: phys, scratchLen: len, json: true }, io)),
+      );
+    writeFileSync(phys, '');
+    writeFileSync(len, '');
+    assert.match(run().err, /KHO_SCRATCH_TOO_FEW/);
+    writeFileSync(phys, '0x100000\n'.repeat(2000));
+    writeFileSync(len, '0x1000\n'.repeat(2000));
+    const many = run();
+    assert.equal(many.value.code, 1);
+    assert.match(many.err, /KHO_SCRATCH_TOO_MANY: 2000 scratch areas/);
+    // lowmem 0x40000000+0x8000000, global overlapping it, node0 misaligned
+    writeFileSync(phys, '0x40000000\n0x44000000\n0x50000800\n');
+    writeFileSync(len, '0x8000000\n0x1000000\n0x1000000\n');
+    const odd = run();
+    assert.equal(odd.value.code, 0);
+    const notes = (JSON.parse(odd.value.out) as { notes: string[] }).notes.join('\n');
+    assert.match(
+      notes,
+      /scratch error: scratch\[1\] \(global\): global 0x44000000\+0x1000000 overlaps lowmem/,
+    );
+    assert.match(
+      notes,
+      /scratch warning: scratch\[2\] \(node0\): 0x50000800\+0x1000000 is not aligned to 0x1000/,
+    );
+  });
+});

@@ -19,7 +19,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { type ScratchEntry, scratchFromDebugfs } from '../../abi/scratch.ts';
+import { type ScratchEntry, scratchFromDebugfs, validateScratch } from '../../abi/scratch.ts';
 import { KhoError } from '../../errors.ts';
 import { readHeader } from '../../fdt/header.ts';
 import { type ImageArch, type KernelImage, loadKernelImage } from '../../sim/kexec/image.ts';
@@ -45,6 +45,8 @@ export interface PlanOptions {
 /** Largest file read whole (a kernel image); larger inputs are refused, not truncated. */
 export const MAX_IMAGE_BYTES = 512 * 1024 * 1024;
 const MAX_TEXT_BYTES = 1 << 20;
+/** The kernel's array has 2 + one per node entries; MAX_NUMNODES is at most 1024 (NODES_SHIFT 10). */
+export const MAX_SCRATCH_ENTRIES = 1026;
 
 const usage = (message: string, expected?: string): KhoError =>
   new KhoError('CLI_USAGE', message, expected === undefined ? {} : { expected });
@@ -131,7 +133,18 @@ export function computePlan(opts: PlanOptions): PlanResult {
     opts.purgatorySize === undefined
       ? undefined
       : { memsz: parseSizeOpt('--purgatory-size', opts.purgatorySize), align: 4096n };
-  const { entries } = loadScratch(opts);
+  const { entries, from } = loadScratch(opts);
+  if (entries.length === 0)
+    throw new KhoError('KHO_SCRATCH_TOO_FEW', 'no scratch areas: the files are empty (is KHO on?)', {
+      path: from,
+      expected: 'lowmem, global and one line per node',
+    });
+  if (entries.length > MAX_SCRATCH_ENTRIES)
+    throw new KhoError('KHO_SCRATCH_TOO_MANY', `${entries.length} scratch areas`, {
+      path: from,
+      expected: `at most ${MAX_SCRATCH_ENTRIES} (2 + MAX_NUMNODES)`,
+    });
+  const findings = validateScratch(entries, { alignment: pageSize });
   const image = loadKernelImage(readLimited(opts.image, MAX_IMAGE_BYTES), { arch, path: opts.image });
   if (image.arch === 'x86_64' && pageSize !== 4096n) throw usage('x86_64 has 4 KiB pages only');
   const initrdSize = opts.initrd === undefined ? null : BigInt(statSync(opts.initrd).size);
@@ -154,6 +167,8 @@ export function computePlan(opts: PlanOptions): PlanResult {
     ...(purgatory ? { purgatory } : {}),
     ...(dtbSize !== undefined ? { dtbSize } : {}),
   });
+  for (const f of findings)
+    plan.notes.push(`scratch ${f.severity}: ${f.path ? `${f.path}: ` : ''}${f.message}`);
   if (khoFdt && BigInt(khoFdt.totalsize) > pageSize)
     plan.notes.push(
       `the root KHO FDT is ${khoFdt.totalsize} bytes but the handover passes fdt_size = PAGE_SIZE (${pageSize}): the next kernel maps only the first page`,
