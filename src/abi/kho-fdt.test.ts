@@ -278,3 +278,21 @@ test('non-FDT input: one typed finding from validate, a KhoError from decode', (
     (e) => isKhoError(e, 'FDT_ERR_BADMAGIC'),
   );
 });
+
+test('every scenario’s cut-short out/fdt is the prefix of the re-encoded whole blob, its length the size after the first add', () => {
+  let n = 0;
+  for (const s of STAGES) {
+    const p = join(VEC, s, 'out/fdt');
+    if (!existsSync(p)) continue;
+    const cut = readFileSync(p);
+    const whole = decodeKhoRoot(readFileSync(join(VEC, s, 'out/fdt.whole')));
+    const enc = encodeKhoRoot(khoRootState(whole));
+    assert.ok(Buffer.from(enc.subarray(0, cut.length)).equals(cut), s);
+    const first = new KhoRootBuilder('kho-v4', whole.memoryMap!);
+    const reg = whole.subtrees[whole.subtrees.length - 1]!;
+    first.addSubtree(reg.name, reg.phys!, reg.size);
+    assert.equal(first.blob().length, cut.length, s);
+    n++;
+  }
+  assert.equal(n, 6);
+});
