@@ -1,0 +1,583 @@
+/**
+ * The KHO core of one simulated kernel (`kernel/liveupdate/kexec_handover.c`, Linux 7.3, spec §1-§2,
+ * §4): the outgoing state a kernel builds for its successor and the incoming state it found.
+ *
+ * Contract:
+ * - Outgoing (`KhoCore.init()` = `kho_init`): the radix-tree root page is allocated first from the
+ *   simulated page allocator, then the root FDT page with `allocPreserve(PAGE_SIZE)`; the FDT is built
+ *   and edited by `src/abi/kho-fdt.ts`'s `KhoRootBuilder` (the kernel's libfdt call sequence) and its
+ *   bytes are written into that page after every change; preserved blocks are inserted with
+ *   `src/abi/radix-tree.ts`'s `RadixTreeWriter`, whose pages come from the allocator and are written into
+ *   simulated memory at once. So simulated memory always holds exactly what the real kernel's memory
+ *   would, and the next kernel learns only what it reads there.
+ * - Preserve API: `preserveFolio(pa, order)`, `preservePages(pa, nr)`, `preserveVmalloc(area)`,
+ *   `allocPreserve(size)`, their inverses, `addSubtree(name, pa, size)`, `removeSubtree(pa)`. Errors are
+ *   the kernel's, as `KhoError` with code `SIM_<ERRNO>` (`SIM_EINVAL`, `SIM_ENOMEM`, `SIM_EEXIST`,
+ *   `SIM_E2BIG`, `SIM_ENOENT`, `SIM_EOPNOTSUPP`); `errnoOf(err)` gives the negative errno. Preserving
+ *   before `kho_init` or with KHO disabled is -EINVAL; a range overlapping scratch is -EINVAL only with
+ *   CONFIG_KEXEC_HANDOVER_DEBUG (the kernel's stub is `false` otherwise); preserving a block twice is
+ *   allowed and idempotent (bits carry no reference count), one unpreserve clears it.
+ * - Incoming: `retrieveSubtree(name)` (`kho_retrieve_subtree`), `restoreFolio(pa)`, `restorePages(pa,
+ *   nr)`, `restoreVmalloc(desc)`: a block can be restored once, only at its head page (the
+ *   `KHO_PAGE_MAGIC` stamp of the walk); anything else returns null and logs the kernel's WARN line once.
+ * - Only radix-tree profiles (kho-v2 and later) have an outgoing side here; the incoming walk decodes
+ *   every profile's map (bitmap chunks too) through `decodePreservedMemoryMap`.
+ */
+import { type KhoRoot, KhoRootBuilder } from '../../abi/kho-fdt.ts';
+import type { PhysMemory, PhysMemoryWriter, PhysRange } from '../../abi/memory/image.ts';
+import type { AbiProfile } from '../../abi/profile.ts';
+import { type PreservedBlock, RadixTreeWriter } from '../../abi/radix-tree.ts';
+import { decodeVmalloc, encodeVmalloc, KHO_VMALLOC_ALLOC, type KhoVmalloc } from '../../abi/vmalloc.ts';
+import { KhoError, type KhoErrorInit } from '../../errors.ts';
+import type { Machine } from '../machine/machine.ts';
+import type { BuddyAllocator } from './buddy.ts';
+import type { KernelLog } from './printk.ts';
+import type { KhoScratchArea } from './scratch.ts';
+
+/** errno values the KHO API returns (include/uapi/asm-generic/errno*.h). */
+export const KHO_ERRNO = {
+  ENOENT: 2,
+  E2BIG: 7,
+  ENOMEM: 12,
+  EBUSY: 16,
+  EEXIST: 17,
+  EINVAL: 22,
+  ENOSPC: 28,
+  EOPNOTSUPP: 95,
+  EADDRNOTAVAIL: 99,
+} as const;
+export type KhoErrnoName = keyof typeof KHO_ERRNO;
+
+/** A kernel API error: code `SIM_<ERRNO>`, message ending with `(-ERRNO)`. */
+export function kernelError(errno: KhoErrnoName, message: string, init: KhoErrorInit = {}): KhoError {
+  return new KhoError(`SIM_${errno}`, `${message} (-${errno})`, init);
+}
+
+/** The negative errno an error stands for (`-22` for SIM_EINVAL), or undefined. */
+export function errnoOf(e: unknown): number | undefined {
+  if (!(e instanceof KhoError)) return undefined;
+  const name = e.code.startsWith('SIM_') ? e.code.slice(4) : '';
+  const n = (KHO_ERRNO as Record<string, number>)[name];
+  return n === undefined ? undefined : -n;
+}
+
+/** `KHO_PAGE_MAGIC` ("KHOP"), stamped into `page->private` of each preserved head page by the walk. */
+export const KHO_PAGE_MAGIC = 0x4b484f50;
+
+const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
+
+/** Simulated physical memory through the ABI library's read interface (RAM only). */
+export function machinePhysMemory(machine: Machine): PhysMemory {
+  const ranges: PhysRange[] = [];
+  for (const r of machine.ram) {
+    const last = ranges[ranges.length - 1];
+    if (last && last.start + last.size === r.start) last.size += r.end - r.start;
+    else ranges.push({ start: r.start, size: r.end - r.start });
+  }
+  return {
+    read(pa, len) {
+      if (!machine.isRam(pa, BigInt(len)))
+        throw new KhoError('KHO_PTR_OUTSIDE_MEMORY', `read of ${len} bytes at ${hex(pa)} is outside RAM`, {
+          path: `phys:${hex(pa)}`,
+        });
+      return machine.memory.read(pa, len);
+    },
+    has: (pa, len) => pa >= 0n && machine.isRam(pa, BigInt(len)),
+    ranges: () => ranges.map((r) => ({ ...r })),
+  };
+}
+
+/** A vmalloc area of the simulated kernel: its physical blocks of `2^order` pages, in address order. */
+export interface VmallocArea {
+  blocks: bigint[];
+  order: number;
+  /** Bytes asked for. */
+  size: number;
+  /** `KHO_VMALLOC_*` flags the area would be preserved with. */
+  flags: number;
+}
+
+export interface RestoredFolio {
+  pa: bigint;
+  order: number;
+}
+
+export interface KhoSubtreeInfo {
+  name: string;
+  phys: bigint;
+  size: bigint;
+}
+
+export interface KhoCoreOptions {
+  machine: Machine;
+  profile: AbiProfile;
+  log: KernelLog;
+  /** CONFIG_KEXEC_HANDOVER_DEBUG: scratch-overlap checks on preserve. */
+  debugChecks: boolean;
+  /** Called when a sub-tree is added or removed (debugfs `out/sub_fdts`). */
+  onSubtreesChanged?: () => void;
+}
+
+/** Incoming state found by `kho_populate` + the walk. */
+export interface KhoIncoming {
+  fdtPhys: bigint;
+  root: KhoRoot;
+  scratchPhys: bigint;
+  scratchLen: bigint;
+  scratch: KhoScratchArea[];
+  /** Preserved blocks decoded from the map (address order). */
+  blocks: PreservedBlock[];
+  /** Tracker pages of the map (radix nodes or chunk/bitmap pages). */
+  trackerPages: bigint[];
+}
+
+export class KhoCore {
+  readonly machine: Machine;
+  readonly profile: AbiProfile;
+  readonly log: KernelLog;
+  readonly debugChecks: boolean;
+  readonly pageSize: bigint;
+  readonly pageShift: bigint;
+  /** `kho_enable` (the command line / Kconfig default, cleared by failures). */
+  enabled = false;
+  /** Scratch areas of this kernel (cold boot: reserved; KHO boot: inherited). */
+  scratch: KhoScratchArea[] = [];
+  /** Incoming state, when this is a KHO boot whose map was walked (`is_kho_boot()`). */
+  incoming: KhoIncoming | null = null;
+  buddy: BuddyAllocator | null = null;
+  /** Physical memory (read interface for the ABI decoders). */
+  readonly phys: PhysMemory;
+
+  private tree: RadixTreeWriter | null = null;
+  private builder: KhoRootBuilder | null = null;
+  private fdtPa = 0n;
+  /** Outgoing preserved blocks: pfn → order (one bit each, no reference count). */
+  private readonly preserved = new Map<number, number>();
+  private readonly subtrees: KhoSubtreeInfo[] = [];
+  /** Incoming head pages still stamped with KHO_PAGE_MAGIC: pfn → order. */
+  private readonly stamps = new Map<number, number>();
+  private warnedRestore = false;
+  private readonly onSubtreesChanged: (() => void) | undefined;
+
+  constructor(opts: KhoCoreOptions) {
+    this.machine = opts.machine;
+    this.profile = opts.profile;
+    this.log = opts.log;
+    this.debugChecks = opts.debugChecks;
+    this.pageSize = BigInt(opts.machine.spec.pageSize);
+    this.pageShift = BigInt(opts.machine.spec.pageShift);
+    this.phys = machinePhysMemory(opts.machine);
+    this.onSubtreesChanged = opts.onSubtreesChanged;
+  }
+
+  /** `is_kho_boot()`. */
+  get isKhoBoot(): boolean {
+    return this.incoming !== null;
+  }
+  /** Whether `kho_init` built the outgoing state. */
+  get initialized(): boolean {
+    return this.tree !== null;
+  }
+  /** Physical address of the outgoing root FDT page (0n before `kho_init`). */
+  get rootFdtPhys(): bigint {
+    return this.fdtPa;
+  }
+  /** Physical address of the outgoing radix root (0n before `kho_init`). */
+  get memoryMapRoot(): bigint {
+    return this.tree?.root ?? 0n;
+  }
+  /** Tracker pages of the outgoing tree (the root first). */
+  get trackerPages(): readonly bigint[] {
+    return this.tree?.pages ?? [];
+  }
+  /** The outgoing root FDT blob (`totalsize` bytes, as in memory). */
+  rootFdt(): Uint8Array {
+    if (!this.builder) throw kernelError('EINVAL', 'KHO is not initialised');
+    return this.builder.blob();
+  }
+  /** Outgoing sub-trees, in registration order. */
+  outSubtrees(): readonly KhoSubtreeInfo[] {
+    return this.subtrees;
+  }
+  /** Outgoing preserved blocks, sorted by address. */
+  preservedBlocks(): PreservedBlock[] {
+    return [...this.preserved.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([pfn, order]) => ({ pa: BigInt(pfn) << this.pageShift, order }));
+  }
+  /** Incoming head pages not yet restored (pfn → order). */
+  unrestored(): ReadonlyMap<number, number> {
+    return this.stamps;
+  }
+
+  /** The allocator as the radix and vmalloc encoders want it (order-0 unmovable pages). */
+  writer(): PhysMemoryWriter {
+    return {
+      pageSize: Number(this.pageSize),
+      allocPage: () => this.allocPages(0),
+      write: (pa, bytes) => this.machine.memory.write(pa, bytes),
+    };
+  }
+
+  /** Allocate `2^order` pages (unmovable), zeroed; throws SIM_ENOMEM. */
+  allocPages(order: number): bigint {
+    if (!this.buddy) throw kernelError('ENOMEM', 'the page allocator is not up yet');
+    const pfn = this.buddy.alloc(order, { migratetype: 'unmovable' });
+    if (pfn === null) throw kernelError('ENOMEM', `no free block of order ${order}`);
+    const pa = BigInt(pfn) << this.pageShift;
+    this.machine.memory.zero(pa, this.pageSize << BigInt(order));
+    return pa;
+  }
+
+  /** Free pages allocated with `allocPages`. */
+  freePages(pa: bigint, order: number): void {
+    this.buddy?.free(Number(pa >> this.pageShift), order);
+  }
+
+  /**
+   * `kho_init()`'s outgoing part: the tree root, then the root FDT page (allocated and preserved), then
+   * the FDT itself written into it.
+   */
+  init(): void {
+    if (this.profile.memoryMap !== 'radix-tree')
+      throw new KhoError(
+        'SIM_UNSUPPORTED_PROFILE',
+        `the simulator models the outgoing side of radix-tree profiles only, not ${this.profile.name}`,
+        { expected: 'kho-v2, kho-v3, kho-v4 or kho-v4-bootmem' },
+      );
+    this.tree = new RadixTreeWriter(this.writer(), {
+      pageSize: Number(this.pageSize),
+      endian: this.profile.endian,
+    });
+    this.fdtPa = this.allocPreserve(Number(this.pageSize));
+    this.builder = new KhoRootBuilder(this.profile, this.tree.root);
+    this.writeRoot();
+  }
+
+  private writeRoot(): void {
+    if (this.builder) this.machine.memory.write(this.fdtPa, this.builder.page());
+  }
+
+  private requireInit(what: string): RadixTreeWriter {
+    if (!this.enabled || !this.tree)
+      throw kernelError(
+        'EINVAL',
+        `${what}: KHO is not enabled or not initialised yet (kho_init runs at fs_initcall)`,
+      );
+    return this.tree;
+  }
+
+  private checkScratch(pa: bigint, size: bigint, what: string): void {
+    if (!this.debugChecks) return;
+    for (const a of this.scratch)
+      if (pa < a.addr + a.size && a.addr < pa + size)
+        throw kernelError('EINVAL', `${what} [${hex(pa)}, ${hex(pa + size)}) overlaps scratch`, {
+          path: `phys:${hex(pa)}`,
+          expected: 'memory outside every scratch area',
+        });
+  }
+
+  private checkManaged(pa: bigint, pages: number, what: string): void {
+    if (pa < 0n || pa % this.pageSize !== 0n)
+      throw kernelError('EINVAL', `${what}: ${hex(pa)} is not page-aligned`, { path: `phys:${hex(pa)}` });
+    if (!this.machine.isRam(pa, BigInt(pages) * this.pageSize))
+      throw kernelError('EINVAL', `${what}: ${hex(pa)} is not RAM`, { path: `phys:${hex(pa)}` });
+  }
+
+  /** `kho_preserve_folio()`. */
+  preserveFolio(pa: bigint, order: number): void {
+    const tree = this.requireInit('kho_preserve_folio');
+    if (!Number.isInteger(order) || order < 0 || order > this.machine.spec.maxPageOrder)
+      throw kernelError('EINVAL', `folio order ${order} out of range`);
+    const size = this.pageSize << BigInt(order);
+    this.checkManaged(pa, 1 << order, 'kho_preserve_folio');
+    if (pa % size !== 0n)
+      throw kernelError('EINVAL', `folio ${hex(pa)} is not aligned to its order ${order}`, {
+        path: `phys:${hex(pa)}`,
+      });
+    this.checkScratch(pa, size, 'kho_preserve_folio');
+    tree.add(pa, order);
+    this.preserved.set(Number(pa >> this.pageShift), order);
+  }
+
+  /** `kho_unpreserve_folio()`: the same pa and order as the preserve. */
+  unpreserveFolio(pa: bigint, order: number): void {
+    const tree = this.requireInit('kho_unpreserve_folio');
+    const pfn = Number(pa >> this.pageShift);
+    if (this.preserved.get(pfn) === order) this.preserved.delete(pfn);
+    tree.remove(pa, order);
+  }
+
+  /** The blocks `kho_preserve_pages` splits a range into (v3+: never across a NUMA node boundary). */
+  splitPages(pa: bigint, nrPages: number): PreservedBlock[] {
+    const out: PreservedBlock[] = [];
+    let pfn = Number(pa >> this.pageShift);
+    const end = pfn + nrPages;
+    const perNode = this.profile.hasBlobSize;
+    while (pfn < end) {
+      let order = Math.min(ctz(pfn), Math.floor(Math.log2(end - pfn)));
+      if (perNode) {
+        const nid = this.machine.nodeOf(BigInt(pfn) << this.pageShift);
+        while (order > 0 && this.machine.nodeOf(BigInt(pfn + 2 ** order - 1) << this.pageShift) !== nid)
+          order--;
+      }
+      out.push({ pa: BigInt(pfn) << this.pageShift, order });
+      pfn += 2 ** order;
+    }
+    return out;
+  }
+
+  /** `kho_preserve_pages()`: maximal aligned blocks; rolls back on failure. */
+  preservePages(pa: bigint, nrPages: number): void {
+    const tree = this.requireInit('kho_preserve_pages');
+    if (!Number.isSafeInteger(nrPages) || nrPages <= 0)
+      throw kernelError('EINVAL', `kho_preserve_pages: bad page count ${nrPages}`);
+    this.checkManaged(pa, nrPages, 'kho_preserve_pages');
+    this.checkScratch(pa, BigInt(nrPages) * this.pageSize, 'kho_preserve_pages');
+    for (const b of this.splitPages(pa, nrPages)) {
+      tree.add(b.pa, b.order);
+      this.preserved.set(Number(b.pa >> this.pageShift), b.order);
+    }
+  }
+
+  /** `kho_unpreserve_pages()`: the same range as the preserve. */
+  unpreservePages(pa: bigint, nrPages: number): void {
+    const tree = this.requireInit('kho_unpreserve_pages');
+    for (const b of this.splitPages(pa, nrPages)) {
+      const pfn = Number(b.pa >> this.pageShift);
+      if (this.preserved.get(pfn) === b.order) this.preserved.delete(pfn);
+      tree.remove(b.pa, b.order);
+    }
+  }
+
+  /** `kho_alloc_preserve(size)`: a zeroed, preserved folio of `get_order(size)`; returns its address. */
+  allocPreserve(size: number): bigint {
+    if (!this.enabled) throw kernelError('EINVAL', 'kho_alloc_preserve: KHO is not enabled');
+    if (!Number.isSafeInteger(size) || size <= 0)
+      throw kernelError('EINVAL', `kho_alloc_preserve: size ${size}`);
+    const order = getOrder(BigInt(size), this.pageSize);
+    if (order > this.machine.spec.maxPageOrder)
+      throw kernelError('E2BIG', `kho_alloc_preserve: order ${order} exceeds MAX_PAGE_ORDER`);
+    const pa = this.allocPages(order);
+    try {
+      this.preserveFolio(pa, order);
+    } catch (e) {
+      this.freePages(pa, order);
+      throw e;
+    }
+    return pa;
+  }
+
+  /** `kho_unpreserve_free(mem)`. */
+  unpreserveFree(pa: bigint): void {
+    const pfn = Number(pa >> this.pageShift);
+    const order = this.preserved.get(pfn);
+    if (order === undefined) throw kernelError('EINVAL', `kho_unpreserve_free: ${hex(pa)} is not preserved`);
+    this.unpreserveFolio(pa, order);
+    this.freePages(pa, order);
+  }
+
+  /** Allocate a vmalloc area of `size` bytes (order-0 pages unless `order` is given). */
+  vmalloc(size: number, order = 0): VmallocArea {
+    if (!Number.isSafeInteger(size) || size <= 0) throw kernelError('EINVAL', `vmalloc: size ${size}`);
+    const blockBytes = Number(this.pageSize) << order;
+    const n = Math.ceil(size / blockBytes);
+    const blocks: bigint[] = [];
+    try {
+      for (let i = 0; i < n; i++) blocks.push(this.allocPages(order));
+    } catch (e) {
+      for (const b of blocks) this.freePages(b, order);
+      throw e;
+    }
+    return { blocks, order, size, flags: KHO_VMALLOC_ALLOC };
+  }
+
+  /** Write `data` into a vmalloc area (from its start). */
+  writeVmalloc(area: VmallocArea, data: Uint8Array): void {
+    const bb = Number(this.pageSize) << area.order;
+    if (data.length > area.blocks.length * bb) throw kernelError('EINVAL', 'data larger than the area');
+    for (let off = 0, i = 0; off < data.length; off += bb, i++)
+      this.machine.memory.write(area.blocks[i], data.subarray(off, off + bb));
+  }
+
+  /** `kho_preserve_vmalloc()`: chunk pages allocated and written, data and chunks preserved. */
+  preserveVmalloc(area: VmallocArea): KhoVmalloc {
+    this.requireInit('kho_preserve_vmalloc');
+    if ((area.flags & ~3) !== 0) throw kernelError('EOPNOTSUPP', `vmalloc flags ${hex(area.flags)}`);
+    const enc = encodeVmalloc(this.writer(), area.blocks, {
+      order: area.order,
+      flags: area.flags,
+      endian: this.profile.endian,
+    });
+    for (const c of enc.chunks) this.preserveFolio(c, 0);
+    for (const b of area.blocks) this.preservePages(b, 1 << area.order);
+    return enc.desc;
+  }
+
+  /** `kho_unpreserve_vmalloc()`: unpreserves data and chunks and frees the chunk pages. */
+  unpreserveVmalloc(desc: KhoVmalloc): void {
+    const d = decodeVmalloc(this.phys, desc, {
+      pageSize: Number(this.pageSize),
+      endian: this.profile.endian,
+    });
+    for (const b of d.blocks) this.unpreservePages(b, 1 << d.order);
+    for (const c of d.chunks) {
+      this.unpreserveFolio(c, 0);
+      this.freePages(c, 0);
+    }
+  }
+
+  /** `kho_add_subtree(name, blob at pa, size)`. The blob must be preserved by the caller. */
+  addSubtree(name: string, pa: bigint, size: bigint): void {
+    this.requireInit('kho_add_subtree');
+    if (!this.builder) throw kernelError('EINVAL', 'kho_add_subtree: no root FDT');
+    try {
+      this.builder.addSubtree(name, pa, size);
+    } catch (e) {
+      if (e instanceof KhoError && e.code === 'KHO_EEXIST')
+        throw kernelError('EEXIST', `kho_add_subtree: '${name}' exists`, { path: `/${name}`, cause: e });
+      if (e instanceof KhoError)
+        throw kernelError('ENOMEM', `kho_add_subtree: '${name}'`, { path: `/${name}`, cause: e });
+      throw e;
+    } finally {
+      this.writeRoot();
+    }
+    this.subtrees.push({ name, phys: pa, size });
+    this.onSubtreesChanged?.();
+  }
+
+  /** `kho_remove_subtree(blob at pa)`: removes the first node pointing at `pa`; silent if none. */
+  removeSubtree(pa: bigint): void {
+    if (!this.builder) return;
+    if (this.builder.removeSubtree(pa)) {
+      const i = this.subtrees.findIndex((s) => s.phys === pa);
+      if (i >= 0) this.subtrees.splice(i, 1);
+      this.writeRoot();
+      this.onSubtreesChanged?.();
+    }
+  }
+
+  // ---- incoming side ----
+
+  /** Record the incoming state after a successful walk; stamps every head page. */
+  adoptIncoming(inc: KhoIncoming): void {
+    this.incoming = inc;
+    for (const b of inc.blocks) this.stamps.set(Number(b.pa >> this.pageShift), b.order);
+  }
+
+  /**
+   * `kho_retrieve_subtree(name)`: `SIM_ENOENT` when this is not a KHO boot or there is no such child;
+   * `SIM_EINVAL` (with the kernel's warning) when `blob-size` is missing (kho-v3+) or the address is.
+   */
+  retrieveSubtree(name: string): KhoSubtreeInfo {
+    const inc = this.incoming;
+    if (!inc) throw kernelError('ENOENT', `kho_retrieve_subtree('${name}'): not a KHO boot`);
+    const sub = inc.root.subtrees.find((s) => s.name === name);
+    if (!sub) throw kernelError('ENOENT', `kho_retrieve_subtree('${name}'): no such sub-tree`);
+    if (sub.phys === undefined) throw kernelError('EINVAL', `kho_retrieve_subtree('${name}'): no address`);
+    if (this.profile.hasBlobSize && sub.size === undefined) {
+      this.log.warn(`KHO: broken KHO subnode '${name}': missing or invalid blob-size property`);
+      throw kernelError('EINVAL', `kho_retrieve_subtree('${name}'): no blob-size`);
+    }
+    return { name, phys: sub.phys, size: sub.size ?? 0n };
+  }
+
+  /** Read an incoming sub-blob's bytes (`blob-size` long), or undefined when absent/unreadable. */
+  readSubtree(name: string): Uint8Array | undefined {
+    try {
+      const s = this.retrieveSubtree(name);
+      if (s.size > BigInt(1 << 24) || !this.phys.has(s.phys, s.size)) return undefined;
+      return this.machine.memory.read(s.phys, Number(s.size));
+    } catch (e) {
+      if (e instanceof KhoError) return undefined;
+      throw e;
+    }
+  }
+
+  private refuse(pa: bigint): null {
+    if (!this.warnedRestore) {
+      this.warnedRestore = true;
+      this.log.warn('------------[ cut here ]------------');
+      this.log.warn(
+        `WARNING: CPU: 0 PID: 1 at kernel/liveupdate/kexec_handover.c kho_restore_page (phys ${hex(pa)}: no KHO_PAGE_MAGIC)`,
+      );
+      this.log.warn('---[ end trace 0000000000000000 ]---');
+    }
+    return null;
+  }
+
+  /** `kho_restore_folio(pa)`: the folio, or null (not preserved, not a head page, restored already). */
+  restoreFolio(pa: bigint): RestoredFolio | null {
+    const pfn = Number(pa >> this.pageShift);
+    const order = this.stamps.get(pfn);
+    if (order === undefined || !this.buddy) return this.refuse(pa);
+    this.stamps.delete(pfn);
+    this.buddy.claimReserved(pfn, order);
+    return { pa: BigInt(pfn) << this.pageShift, order };
+  }
+
+  /** `kho_restore_pages(pa, nr)`: every page its own order-0 page; null on the first failure. */
+  restorePages(pa: bigint, nrPages: number): bigint | null {
+    const buddy = this.buddy;
+    if (!buddy) return null;
+    if (!Number.isSafeInteger(nrPages) || nrPages <= 0) return null;
+    for (const b of this.splitPages(pa, nrPages)) {
+      const pfn = Number(b.pa >> this.pageShift);
+      if (!this.stamps.has(pfn)) return this.refuse(b.pa);
+      this.stamps.delete(pfn);
+      buddy.claimReservedPages(pfn, 2 ** b.order);
+    }
+    return pa;
+  }
+
+  /** `kho_restore_vmalloc(desc)`: the area (chunk pages restored and freed), or null on any mismatch. */
+  restoreVmalloc(desc: KhoVmalloc): VmallocArea | null {
+    let d: ReturnType<typeof decodeVmalloc>;
+    try {
+      d = decodeVmalloc(this.phys, desc, { pageSize: Number(this.pageSize), endian: this.profile.endian });
+    } catch (e) {
+      if (e instanceof KhoError) return null;
+      throw e;
+    }
+    for (const b of d.blocks) if (this.restorePages(b, 1 << d.order) === null) return null;
+    for (const c of d.chunks) {
+      const f = this.restoreFolio(c);
+      if (!f) return null;
+      this.freePages(f.pa, f.order);
+    }
+    return {
+      blocks: d.blocks,
+      order: d.order,
+      size: d.totalPages * Number(this.pageSize),
+      flags: d.flags,
+    };
+  }
+
+  /** Read a restored vmalloc area's bytes. */
+  readVmalloc(area: VmallocArea, len = area.size): Uint8Array {
+    const bb = Number(this.pageSize) << area.order;
+    const out = new Uint8Array(len);
+    for (let off = 0, i = 0; off < len; off += bb, i++)
+      out.set(this.machine.memory.read(area.blocks[i], Math.min(bb, len - off)), off);
+    return out;
+  }
+}
+
+/** `get_order(size)`. */
+export function getOrder(size: bigint, pageSize: bigint): number {
+  let order = 0;
+  while (pageSize << BigInt(order) < size) order++;
+  return order;
+}
+
+/** Trailing zero bits of a non-negative safe integer (53 for 0). */
+export function ctz(n: number): number {
+  if (n === 0) return 53;
+  let c = 0;
+  let v = n;
+  while (v % 2 === 0) {
+    v /= 2;
+    c++;
+  }
+  return c;
+}
