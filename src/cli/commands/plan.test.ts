@@ -266,3 +266,52 @@ test('kho plan: empty or oversized scratch files are refused; odd areas are repo
     );
   });
 });
+
+test('kho plan on arm64: an Image file, the running DT from --dtb, segments above the kernel', () => {
+  withTempDir((dir) => {
+    // arm64 Image header: text_offset 0, image_size 0x2a10000, flags 0xa, magic ARM\x64 at 0x38
+    const img = new Uint8Array(8192);
+    const dv = new DataView(img.buffer);
+    dv.setBigUint64(16, 0x2a10000n, true);
+    dv.setBigUint64(24, 0xan, true);
+    img.set([0x41, 0x52, 0x4d, 0x64], 56);
+    writeFileSync(join(dir, 'Image'), img);
+    writeFileSync(join(dir, 'phys'), '0x47000000\n0x50000000\n');
+    writeFileSync(join(dir, 'len'), '0x1000000\n0x8000000\n');
+    writeFileSync(join(dir, 'rd'), '');
+    truncateSync(join(dir, 'rd'), 0x3000000);
+    const { code, out } = capture((io) =>
+      runPlan(
+        {
+          image: join(dir, 'Image'),
+          scratchPhys: join(dir, 'phys'),
+          scratchLen: join(dir, 'len'),
+          initrd: join(dir, 'rd'),
+          dtb: join(VEC, 'flat-explicit/stage1/out/fdt'), // a 353-byte DT stands in for the running one
+          json: true,
+        },
+        io,
+      ),
+    );
+    assert.equal(code, 0);
+    const j = JSON.parse(out) as {
+      arch: string;
+      segments: { name: string; start: string; end: string }[];
+      handover: { kind: string };
+    };
+    assert.equal(j.arch, 'arm64');
+    // scratch copy at the top of lowmem; the kernel (42.06 MiB) bottom-up at the start of global,
+    // 2 MiB aligned; the initrd right after it (page aligned, bottom-up); the one-page DTB at the
+    // highest 2 MiB boundary of global that leaves room for it
+    assert.deepEqual(
+      j.segments.map((s) => [s.name, s.start, s.end]),
+      [
+        ['kho-scratch', '0x47ff0000', '0x47ff1000'],
+        ['kernel', '0x50000000', '0x52a10000'],
+        ['initrd', '0x52a10000', '0x55a10000'],
+        ['dtb', '0x57e00000', '0x57e01000'],
+      ],
+    );
+    assert.equal(j.handover.kind, 'chosen');
+  });
+});

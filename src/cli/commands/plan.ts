@@ -204,7 +204,12 @@ function table(rows: string[][]): string {
 export function formatPlan(r: PlanResult): string {
   const { plan, image } = r;
   const lines: string[] = [];
-  const what = image.format === 'description' ? 'simulated kernel' : image.format;
+  const what =
+    image.format === 'description'
+      ? 'simulated kernel'
+      : image.format === 'arm64-Image'
+        ? 'Image'
+        : 'bzImage';
   lines.push(
     `kexec_file_load plan: ${plan.arch} ${what}${image.release ? ` ${image.release}` : ''}, KHO on: every segment goes into a scratch area`,
   );
