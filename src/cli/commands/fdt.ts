@@ -384,7 +384,7 @@ Examples:
     .argument('[items...]', 'NODE PROP pairs (with -p or -l: NODEs)')
     .option(
       '-t, --type <type>',
-      'value type: s string, i signed, u unsigned, x hex; size prefix hh or b (byte), h (2 bytes), l (4 bytes, default)',
+      'value type: s string, i signed, u unsigned, x hex; size prefix hh or b (1 byte), h (2 bytes), l (4 bytes); no prefix: 4 bytes when the length is a multiple of 4, else 1',
     )
     .option('-p, --properties', "list each NODE's property names")
     .option('-l, --list', "list each NODE's sub-node names")
@@ -392,13 +392,14 @@ Examples:
     .addHelpText(
       'after',
       `
-Without -t, a value that is printable NUL-terminated strings prints as strings (space separated),
-else as 32-bit signed decimal cells when its length is a multiple of 4, else as bytes.
+Without -t, a value made of printable NUL-terminated strings prints as those strings (space
+separated), else as signed decimal 32-bit cells when its length is a multiple of 4, else as
+decimal bytes. An empty value prints an empty line.
 
 Examples:
-  kho fdt get board.dtb / compatible
-  kho fdt get -t x board.dtb /memory reg            # hex cells: 0 40000000 0 80000000
-  kho fdt get -t hhx kho.dtb /preserved-memory-map  # raw bytes in hex
+  kho fdt get board.dtb / compatible                # one line per NODE PROP pair
+  kho fdt get -t x board.dtb /memory reg            # hex cells, e.g. 0 40000000 0 80000000
+  kho fdt get -t hhx kho/in/fdt / preserved-memory-map  # bytes in hex
   kho fdt get -p board.dtb /chosen                  # property names
   kho fdt get -l board.dtb /                        # sub-node names
   kho fdt get -d none board.dtb /chosen bootargs    # 'none' when missing`,
