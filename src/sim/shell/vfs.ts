@@ -635,7 +635,7 @@ export class Vfs {
       n.write(bytes, opts.append ?? false);
       return;
     }
-    if (path.endsWith('/')) throw vfsError('EISDIR', path);
+    if (path.endsWith('/')) throw vfsError('ENOTDIR', path);
     const { dir, name } = this.resolveParent(this.danglingTarget(path));
     this.checkUserWritable(dir, path);
     dir.add!(name, new MemFile(bytes.slice(), { clock: this.clock }));

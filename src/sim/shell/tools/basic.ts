@@ -91,7 +91,7 @@ export function echo(ctx: CommandContext): CommandResult {
     if (escapes) {
       const r = echoEscapes(s);
       s = r.out;
-      if (r.stop) return { stdout: out + s, status: 0 };
+      if (r.stop) return { stdout: out + (i > 0 ? ' ' : '') + s, status: 0 };
     }
     out += i > 0 ? ` ${s}` : s;
   }
@@ -119,13 +119,43 @@ export function mkdir(ctx: CommandContext): CommandResult {
     const modeArg = p.list.find(([k]) => k === 'm')?.[1];
     const perm =
       typeof modeArg === 'string' && /^[0-7]{1,4}$/.test(modeArg) ? Number.parseInt(modeArg, 8) : undefined;
-    for (const d of p.operands) {
+    const make = (d: string): boolean => {
       try {
-        ctx.vfs.mkdir(d, { parents: has(p, 'p'), perm });
+        ctx.vfs.mkdir(d, { perm });
         if (has(p, 'v')) o.out(`mkdir: created directory ${quote(d)}\n`);
+        return true;
       } catch (e) {
         o.err(`mkdir: cannot create directory ${quote(d)}: ${errorMessage(e)}\n`);
         o.status = 1;
+        return false;
+      }
+    };
+    for (const d of p.operands) {
+      if (!has(p, 'p')) {
+        make(d);
+        continue;
+      }
+      // -p: create each missing prefix; an existing non-directory prefix is ENOTDIR, a final one EEXIST.
+      const parts = d.split('/');
+      let prefix = '';
+      for (let i = 0; i < parts.length; i++) {
+        prefix = i === 0 ? parts[0] : `${prefix}/${parts[i]}`;
+        if (parts[i] === '' || parts[i] === '.' || parts[i] === '..') continue;
+        const last = parts.slice(i + 1).every((x) => x === '');
+        let st: VStat | undefined;
+        try {
+          st = ctx.vfs.stat(prefix);
+        } catch {
+          st = undefined;
+        }
+        if (st?.type === 'dir') continue;
+        if (st) {
+          const what = last ? `${quote(d)}: File exists` : `${quote(prefix)}: Not a directory`;
+          o.err(`mkdir: cannot create directory ${what}\n`);
+          o.status = 1;
+          break;
+        }
+        if (!make(prefix)) break;
       }
     }
     return o.result();
@@ -184,7 +214,7 @@ export function rm(ctx: CommandContext): CommandResult {
     }
     for (const path of p.operands) {
       const base = path.replace(/\/+$/, '').split('/').pop();
-      if (base === '.' || base === '..') {
+      if (recursive && (base === '.' || base === '..')) {
         o.err(`rm: refusing to remove '.' or '..' directory: skipping ${quote(path)}\n`);
         o.status = 1;
         continue;
@@ -193,7 +223,7 @@ export function rm(ctx: CommandContext): CommandResult {
       try {
         st = ctx.vfs.lstat(path);
       } catch (e) {
-        if (force && errnoOf(e) === 'ENOENT') continue;
+        if (force && (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR')) continue;
         o.err(`rm: cannot remove ${quote(path)}: ${errorMessage(e)}\n`);
         o.status = 1;
         continue;
@@ -252,7 +282,23 @@ export function rmdir(ctx: CommandContext): CommandResult {
   });
 }
 
-function copyInto(ctx: CommandContext, src: string, dst: string, recursive: boolean, o: Out): void {
+interface CopyTop {
+  src: string;
+  dst: string;
+  /** Real path of the top-level destination directory once created. */
+  dstReal?: string;
+  /** Set when GNU would abandon the rest of this source's copy. */
+  aborted?: boolean;
+}
+
+function copyInto(
+  ctx: CommandContext,
+  src: string,
+  dst: string,
+  recursive: boolean,
+  o: Out,
+  top?: CopyTop,
+): void {
   let st: VStat;
   try {
     st = ctx.vfs.stat(src);
@@ -262,27 +308,46 @@ function copyInto(ctx: CommandContext, src: string, dst: string, recursive: bool
     return;
   }
   if (st.type === 'dir') {
-    if (!recursive) {
-      o.err(`cp: -r not specified; omitting directory ${quote(src)}\n`);
+    const t: CopyTop = top ?? { src, dst };
+    // GNU copies a directory into itself one level deep, refusing when it meets the copy being made.
+    if (t.dstReal !== undefined && ctx.vfs.realpath(src) === t.dstReal) {
+      o.err(`cp: cannot copy a directory, ${quote(t.src)}, into itself, ${quote(t.dst)}\n`);
       o.status = 1;
+      t.aborted = true;
       return;
     }
-    const dstAbs = ctx.vfs.absolute(dst);
-    const srcReal = ctx.vfs.realpath(src);
-    if (dstAbs === srcReal || dstAbs.startsWith(`${srcReal}/`)) {
-      o.err(`cp: cannot copy a directory, ${quote(src)}, into itself, ${quote(dst)}\n`);
+    if (ctx.vfs.exists(dst) && ctx.vfs.realpath(dst) === ctx.vfs.realpath(src)) {
+      o.err(`cp: ${quote(src)} and ${quote(dst)} are the same file\n`);
       o.status = 1;
       return;
     }
     try {
       if (!ctx.vfs.exists(dst)) ctx.vfs.mkdir(dst);
+      else if (ctx.vfs.stat(dst).type !== 'dir') {
+        o.err(`cp: cannot overwrite non-directory ${quote(dst)} with directory ${quote(src)}\n`);
+        o.status = 1;
+        return;
+      }
     } catch (e) {
       o.err(`cp: cannot create directory ${quote(dst)}: ${errorMessage(e)}\n`);
       o.status = 1;
       return;
     }
-    for (const n of ctx.vfs.readdir(src)) copyInto(ctx, `${src}/${n}`, `${dst}/${n}`, recursive, o);
+    if (t.dstReal === undefined) t.dstReal = ctx.vfs.realpath(dst);
+    for (const n of ctx.vfs.readdir(src)) {
+      if (t.aborted) return;
+      copyInto(ctx, `${src}/${n}`, `${dst}/${n}`, recursive, o, t);
+    }
     return;
+  }
+  try {
+    if (ctx.vfs.realpath(dst) === ctx.vfs.realpath(src)) {
+      o.err(`cp: ${quote(src)} and ${quote(dst)} are the same file\n`);
+      o.status = 1;
+      return;
+    }
+  } catch {
+    // The destination does not exist yet.
   }
   let data: Uint8Array;
   try {
@@ -316,14 +381,38 @@ export function cp(ctx: CommandContext): CommandResult {
     const dst = ops[ops.length - 1];
     const srcs = ops.slice(0, -1);
     let dstIsDir = false;
+    let dstErr: string | undefined;
     try {
       dstIsDir = ctx.vfs.stat(dst).type === 'dir';
-    } catch {
-      dstIsDir = false;
+    } catch (e) {
+      dstErr = errnoOf(e);
     }
     if (srcs.length > 1 && !dstIsDir)
       return { stderr: `cp: target ${quote(dst)} is not a directory\n`, status: 1 };
     for (const s of srcs) {
+      let st: VStat;
+      try {
+        st = ctx.vfs.stat(s);
+      } catch (e) {
+        o.err(`cp: cannot stat ${quote(s)}: ${errorMessage(e)}\n`);
+        o.status = 1;
+        continue;
+      }
+      if (st.type === 'dir' && !recursive) {
+        o.err(`cp: -r not specified; omitting directory ${quote(s)}\n`);
+        o.status = 1;
+        continue;
+      }
+      if (dstErr === 'ENOTDIR' || (!dstIsDir && dst.endsWith('/') && st.type !== 'dir')) {
+        // A trailing slash names a directory: a file there is ENOTDIR, a missing one cannot be created.
+        o.err(
+          dstErr === 'ENOTDIR'
+            ? `cp: cannot stat ${quote(dst)}: Not a directory\n`
+            : `cp: cannot create regular file ${quote(dst)}: Not a directory\n`,
+        );
+        o.status = 1;
+        continue;
+      }
       const base = s.replace(/\/+$/, '').split('/').pop() ?? s;
       const target = dstIsDir ? `${dst.replace(/\/+$/, '')}/${base}` : dst;
       copyInto(ctx, s, target, recursive, o);
@@ -339,6 +428,16 @@ export function touch(ctx: CommandContext): CommandResult {
     if (p.operands.length === 0)
       return { stderr: "touch: missing file operand\nTry 'touch --help' for more information.\n", status: 1 };
     for (const f of p.operands) {
+      if (f.endsWith('/')) {
+        // GNU: a trailing slash needs an existing directory; the error comes from setting the times.
+        try {
+          if (ctx.vfs.stat(f).type === 'dir') continue;
+        } catch (e) {
+          o.err(`touch: setting times of ${quote(f)}: ${errorMessage(e)}\n`);
+          o.status = 1;
+        }
+        continue;
+      }
       try {
         if (ctx.vfs.exists(f)) {
           const n = ctx.vfs.resolve(f).node;
