@@ -12,7 +12,8 @@
  * - decode (all files): `parseFdt` plus a walk of every node and property touching each name and
  *   value (name lengths, value length and first byte); libfdt (`bench/c/walk.c decode`):
  *   fdt_check_header, fdt_next_node, property iteration with fdt_getprop_by_offset, same touches.
- *   Both sum the same checksum, compared, so both walked the same nodes and properties.
+ *   Both sum the same checksum, compared, so both walked the same nodes and properties. No decoded
+ *   tree is kept alive meanwhile (a large retained heap slows every major GC, hence the decoder).
  * - encode (every k-th file, ~8 MB): `encodeDtc` and `encodeSw` of pre-decoded trees; libfdt
  *   (`walk.c encode`): fdt_create ... fdt_finish replaying precomputed calls. MB/s of bytes produced.
  * - read-write build (every k-th file, ~4 MB; quadratic in libfdt too): `FdtRw` createEmptyTree,
@@ -211,6 +212,12 @@ function gc(): void {
   (runInNewContext('gc') as () => void)();
 }
 
+/** 'all files' or 'every 4th file (197)'. */
+function everyKth(total: number, n: number): string {
+  const k = Math.round(total / n);
+  return k <= 1 ? 'all files' : `every ${k}th file (${n})`;
+}
+
 const mbps = (bytes: number, ms: number): number => bytes / 1e6 / (ms / 1e3);
 const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] as number;
@@ -261,7 +268,7 @@ function main(): void {
   // Heap retained by every decoded tree at once.
   gc();
   const heap0 = process.memoryUsage().heapUsed;
-  const trees: FdtBlob[] = bufs.map((b) => parseFdt(b));
+  let trees: FdtBlob[] = bufs.map((b) => parseFdt(b));
   gc();
   const heapTrees = process.memoryUsage().heapUsed - heap0;
   let checksum = 0;
@@ -292,6 +299,10 @@ function main(): void {
     }
   }
   const rwOk = rwIdx.filter((i) => !rwFailed.has(i));
+  // The timed decode passes run with no decoded tree kept alive (a retained 250 MB heap would make
+  // every major GC, and so the decoder, several times slower); encoders hold only their own sample.
+  trees = [];
+  gc();
 
   const tmp = mkdtempSync(join(tmpdir(), 'kho-bench-'));
   const harness = args.c ? buildLibfdtHarness(tmp) : { note: 'skipped (--no-c)' };
@@ -343,7 +354,6 @@ function main(): void {
       target: null,
     });
   const row = (n: MeasureName) => rows.find((r) => r.name === n) as Row;
-  const encTrees = encIdx.map((i) => trees[i] as FdtBlob);
 
   try {
     // Rounds alternate kho and libfdt so that load from other processes hits both alike.
@@ -363,6 +373,7 @@ function main(): void {
         cMaxRss = Math.max(cMaxRss, c.maxRssKb);
       }
       phase(`round ${r}/${args.rounds}: encode`);
+      let encTrees: FdtBlob[] = encIdx.map((i) => parseFdt(bufs[i] as Buffer));
       row('encodeDtc').kho.push(
         measure(() => {
           for (const t of encTrees) encodeDtc(t);
@@ -386,12 +397,14 @@ function main(): void {
         row('encodeSw').libfdtBytes = c.result;
         cMaxRss = Math.max(cMaxRss, c.maxRssKb);
       }
+      encTrees = [];
       if (args.rw) {
         phase(`round ${r}/${args.rounds}: read-write build`);
+        let rwTrees: FdtBlob[] = rwOk.map((i) => parseFdt(bufs[i] as Buffer));
         row('encodeRw').kho.push(
           measure(
             () => {
-              for (const i of rwOk) encodeRw(trees[i] as FdtBlob, 2 * (bufs[i] as Buffer).length + 4096);
+              rwTrees.forEach((t, k) => encodeRw(t, 2 * (bufs[rwOk[k] as number] as Buffer).length + 4096));
             },
             args.seconds,
             2,
@@ -409,6 +422,7 @@ function main(): void {
           cRefused = c.refused.map((k) => rwOk[k] as number);
           cMaxRss = Math.max(cMaxRss, c.maxRssKb);
         }
+        rwTrees = [];
       }
     }
   } finally {
@@ -447,9 +461,10 @@ function main(): void {
   });
 
   const num = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : '-');
+  const every = (n: number) => everyKth(files.length, n);
   const lines = [
     `corpus: ${dir} (${note})`,
-    `files: ${files.length} (${rejected.length} rejected by kho's reader), ${totalBytes} bytes; encoders on every ${Math.round(files.length / encIdx.length)}th file (${encIdx.length}), read-write build on every ${Math.round(files.length / rwIdx.length)}th (${rwIdx.length}); node ${process.version}; ${args.rounds} rounds of >= ${args.seconds} s`,
+    `files: ${files.length} (${rejected.length} rejected by kho's reader), ${totalBytes} bytes; encoders on ${every(encIdx.length)}, read-write build on ${every(rwIdx.length)}; node ${process.version}; ${args.rounds} rounds of >= ${args.seconds} s`,
     'MB/s from the fastest pass (the machine is shared; load only ever adds time); "median" columns from median passes',
     '',
     `${'measure'.padEnd(33)}${'files'.padStart(6)}${'kho MB/s'.padStart(10)}${'libfdt MB/s'.padStart(13)}${'kho/libfdt'.padStart(12)}${'(median)'.padStart(10)}${'target'.padStart(8)}`,
@@ -458,7 +473,7 @@ function main(): void {
         `${String(r.what).padEnd(33)}${String(r.files).padStart(6)}${num(r.khoMBps).padStart(10)}${num(r.libfdtMBps).padStart(13)}${num(r.ratio, 3).padStart(12)}${num(r.ratioMedian, 3).padStart(10)}${(r.target === null ? '' : `>=${r.target}`).padStart(8)}${r.meetsTarget === false ? '  MISSED' : ''}`,
     ),
     '',
-    `kho memory: peak RSS ${(peakRssKb / 1024).toFixed(1)} MiB (${((peakRssKb * 1024 - rssBefore) / 2 ** 20).toFixed(1)} MiB above start, all blobs and trees held); heap retained by all ${files.length} decoded trees ${(heapTrees / 2 ** 20).toFixed(1)} MiB (${(heapTrees / totalBytes).toFixed(2)} bytes per input byte)`,
+    `kho memory: peak RSS ${(peakRssKb / 1024).toFixed(1)} MiB (${((peakRssKb * 1024 - rssBefore) / 2 ** 20).toFixed(1)} MiB above start; all blobs held, all trees at once for the heap figure); heap retained by all ${files.length} decoded trees ${(heapTrees / 2 ** 20).toFixed(1)} MiB (${(heapTrees / totalBytes).toFixed(2)} bytes per input byte)`,
     harness.exe
       ? `libfdt memory: peak RSS ${(cMaxRss / 1024).toFixed(1)} MiB (largest run: blobs, call plans, output buffers)`
       : `libfdt: ${cNote}`,
