@@ -9,4 +9,4 @@ npx tsc --noEmit
 npx biome check .
 mapfile -t files < <(find src test -name '*.test.ts' | sort)
 if [ "$#" -gt 0 ]; then files=("$@"); fi
-exec node --import tsx --test --test-reporter=spec --test-concurrency=2 "${files[@]}"
+exec node --import tsx --import ./test/helpers/fc-setup.ts --test --test-reporter=spec --test-concurrency=2 "${files[@]}"
