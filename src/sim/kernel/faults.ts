@@ -5,7 +5,7 @@
  *
  * | fault | outcome |
  * |---|---|
- * | `scribble(k, pa, len)` over preserved memory | the invariant checker reports SIM_INVARIANT_PRESERVED_CHANGED at the range |
+ * | `scribble(k, pa, len)` over preserved memory during the handover (`kexecExec({ fault })`) | the invariant checker reports SIM_INVARIANT_PRESERVED_CHANGED at the range |
  * | `scribble` over a radix-tree page | the next kernel cannot walk the map: `KHO: failed to walk the preserved memory map: ...`, boots without KHO state (`is_kho_boot()` false) |
  * | `corruptRootFdt(k, 'magic' \| 'truncate')` | `KHO: setup: handover FDT (0x...) is invalid: -N`, `KHO: disabling KHO revival`, fresh scratch, count restarts |
  * | `corruptRootFdt(k, 'compatible')` | `... is incompatible with 'kho-v4': 1`, same consequences |
@@ -56,11 +56,10 @@ export function corruptRootFdt(k: Kernel, how: 'magic' | 'truncate' | 'compatibl
   const mem = k.machine.memory;
   if (how === 'magic') mem.write(pa, new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
   else if (how === 'truncate') {
-    // totalsize beyond the page: libfdt's header check fails (FDT_ERR_TRUNCATED)
+    // a blob cut short: totalsize ends inside the strings block (libfdt: FDT_ERR_TRUNCATED)
     const total = k.kho.rootFdt().length;
-    mem.zero(pa + BigInt(Math.floor(total / 2)), BigInt(k.machine.spec.pageSize - Math.floor(total / 2)));
     const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, k.machine.spec.pageSize * 2, false);
+    new DataView(b.buffer).setUint32(0, Math.floor(total / 2), false);
     mem.write(pa + 4n, b);
   } else {
     const page = mem.read(pa, k.machine.spec.pageSize);

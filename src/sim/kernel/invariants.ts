@@ -160,10 +160,14 @@ export function assertInvariants(k: Kernel): void {
 }
 
 /** `kexec -e` under the checker; returns the next kernel and whether it accepted the handover. */
-export function kexecChecked(k: Kernel): { next: Kernel; verdict: HandoverVerdict } {
+export function kexecChecked(
+  k: Kernel,
+  opts: { fault?: (k: Kernel) => void } = {},
+): { next: Kernel; verdict: HandoverVerdict } {
   assertInvariants(k);
   let verdict: HandoverVerdict = { accepted: false, violations: [] };
   const next = k.kexecExec({
+    ...opts,
     snapshot: snapshotPreserved,
     verify: (n, s) => {
       verdict = verifySnapshot(n, s);

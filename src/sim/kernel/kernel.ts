@@ -782,6 +782,8 @@ export class Kernel {
     opts: {
       snapshot?: (k: Kernel) => PreservedSnapshot;
       verify?: (next: Kernel, s: PreservedSnapshot) => void;
+      /** Runs after the handover is prepared, before the next kernel starts (fault injection). */
+      fault?: (k: Kernel) => void;
     } = {},
   ): Kernel {
     this.requireRunning();
@@ -790,6 +792,7 @@ export class Kernel {
       throw new KhoError('SIM_EINVAL', 'kexec: no image loaded (-EINVAL)', { expected: 'kexec -l first' });
     const snap = opts.snapshot?.(this);
     const h = this.prepareHandoff();
+    opts.fault?.(this);
     this.clobberUnpreserved();
     this.stopped = true;
     return Kernel.boot(this.machine, {
