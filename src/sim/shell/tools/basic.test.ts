@@ -147,6 +147,6 @@ test('mkdir, rm, rmdir, cp, touch and cat: same output, errors and resulting tre
         rmSync(host, { recursive: true, force: true });
       }
     }),
-    { numRuns: 150 },
+    { numRuns: 100 },
   );
 });

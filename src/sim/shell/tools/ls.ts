@@ -223,10 +223,12 @@ export function ls(ctx: CommandContext): CommandResult {
           e = statEntry(op, op, false);
           if (e.st.type === 'symlink' && !dirAsFile && format !== 'long') e = statEntry(op, op, true);
         } else {
+          // GNU follows a command-line symlink only to a directory; a dangling one is listed as itself
+          // (a loop is an error, as observed with GNU ls 9.1).
           try {
             e = statEntry(op, op, true);
+            if (e.st.type !== 'dir') e = statEntry(op, op, false);
           } catch (err) {
-            // A dangling symlink is listed as itself; a loop is an error, as GNU ls.
             if (errnoOf(err) !== 'ENOENT') throw err;
             e = statEntry(op, op, false);
           }
