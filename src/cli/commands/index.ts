@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerCompat } from './compat.ts';
 import { registerDiff } from './diff.ts';
 import { registerFdt } from './fdt.ts';
 import { registerInspect } from './inspect.ts';
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerFdt(program);
   registerPlan(program);
   registerScratchCost(program);
+  registerCompat(program);
 }
