@@ -31,7 +31,7 @@ import {
   view,
 } from './memory/image.ts';
 import type { Endianness } from './profile.ts';
-import type { PreservedBlock } from './radix-tree.ts';
+import { type PackedBlocks, type PreservedBlock, sortPackedBlocks } from './radix-tree.ts';
 
 export const BITMAP_CHUNK_PROFILES = ['kho-v1-6.16', 'kho-v1'] as const;
 export const KHOSER_CHUNK_HDR_SIZE = 16;
@@ -337,4 +337,239 @@ export function encodeBitmapChunks(
     writer.write(c.pa, page);
   });
   return { head: chunkPages[0]?.pa ?? 0n, chunks: chunkPages.map((c) => c.pa), bitmaps };
+}
+
+/**
+ * The bulk encoder: the same pages, addresses and bytes as `encodeBitmapChunks` for the same blocks in
+ * the same order, from packed blocks (pfn in pages of `writer.pageSize`), with no per-block bigint
+ * work. Every block is checked first (`KHO_CHUNK_BAD_ORDER`, `KHO_CHUNK_BAD_ENTRY` for a pfn not
+ * aligned to its order), so a bad block leaves the writer untouched.
+ */
+export function encodeBitmapChunksPacked(
+  blocks: PackedBlocks,
+  writer: PhysMemoryWriter,
+  opts: { endian?: Endianness } = {},
+): { head: bigint; chunks: bigint[]; bitmaps: bigint[] } {
+  const pageSize = writer.pageSize;
+  const shift = Math.log2(pageSize);
+  const bitsPer = preserveBits(pageSize);
+  const endian = opts.endian ?? 'little';
+  const le = endian === 'little';
+  const { pfn, order } = blocks;
+  const n = blocks.length;
+  const pfnLimit = 2 ** (64 - shift);
+  for (let i = 0; i < n; i++) {
+    const o = order[i];
+    const p = pfn[i];
+    const pa = Number.isSafeInteger(p) && p >= 0 ? BigInt(p) * BigInt(pageSize) : undefined;
+    const path = pa === undefined ? undefined : physPath(pa);
+    if (o + shift >= 64) throw new KhoError('KHO_CHUNK_BAD_ORDER', `order ${o} is out of range`, { path });
+    if (!(p >= 0 && p < pfnLimit && Number.isInteger(p / 2 ** o))) {
+      throw new KhoError(
+        'KHO_CHUNK_BAD_ENTRY',
+        `block ${pa === undefined ? `pfn ${p}` : hex(pa)} is not aligned to order ${o}`,
+        { path },
+      );
+    }
+  }
+  // One map for all (order, bitmap index) pairs, keyed index * 64 + order; pages in first-use order.
+  const maps = new Map<number, { pa: bigint; bits: Uint8Array; order: number; index: number }>();
+  const bitmaps: bigint[] = [];
+  let lastKey = -1;
+  let bits: Uint8Array = new Uint8Array(0);
+  for (let i = 0; i < n; i++) {
+    const o = order[i];
+    const high = pfn[i] / 2 ** o;
+    const index = Math.floor(high / bitsPer);
+    const key = index * 64 + o;
+    if (key !== lastKey) {
+      let bm = maps.get(key);
+      if (!bm) {
+        bm = { pa: writer.allocPage(), bits: new Uint8Array(pageSize), order: o, index };
+        bitmaps.push(bm.pa);
+        maps.set(key, bm);
+      }
+      bits = bm.bits;
+      lastKey = key;
+    }
+    const bit = high - index * bitsPer;
+    bits[le ? bit >> 3 : ((bit >> 6) << 3) + 7 - ((bit & 63) >> 3)] |= 1 << (bit & 7);
+  }
+  for (const bm of maps.values()) writer.write(bm.pa, bm.bits);
+  // Serialize: one chunk list, orders ascending, bitmap indices ascending within an order.
+  const sorted = [...maps.values()].sort((a, b) => a.order - b.order || a.index - b.index);
+  const cap = chunkCapacity(pageSize);
+  const chunkPages: Array<{ pa: bigint; order: number; entries: BitmapChunkEntry[] }> = [];
+  let cur: { pa: bigint; order: number; entries: BitmapChunkEntry[] } | undefined;
+  for (const bm of sorted) {
+    if (!cur || cur.order !== bm.order || cur.entries.length === cap) {
+      cur = { pa: writer.allocPage(), order: bm.order, entries: [] };
+      chunkPages.push(cur);
+    }
+    cur.entries.push({
+      physStart: BigInt(bm.index * bitsPer) << BigInt(bm.order + shift),
+      bitmap: bm.pa,
+    });
+  }
+  chunkPages.forEach((c, i) => {
+    const page = new Uint8Array(pageSize);
+    const dv = view(page);
+    dv.setBigUint64(0, chunkPages[i + 1]?.pa ?? 0n, le);
+    dv.setUint32(8, c.order, le);
+    dv.setUint32(12, c.entries.length, le);
+    c.entries.forEach((e, k) => {
+      dv.setBigUint64(16 + k * 16, e.physStart, le);
+      dv.setBigUint64(24 + k * 16, e.bitmap, le);
+    });
+    writer.write(c.pa, page);
+  });
+  return { head: chunkPages[0]?.pa ?? 0n, chunks: chunkPages.map((c) => c.pa), bitmaps };
+}
+
+/**
+ * The fast decoder: like `decodeBitmapChunks` (same checks, caps and errors, every page read at most
+ * once) but blocks come back packed, sorted by (pfn, order). One more check: a `phys_start` that is not
+ * page-aligned cannot be expressed in pages and gives `KHO_CHUNK_BAD_ENTRY` (the kernel always writes
+ * multiples of the bitmap's span; `decodeBitmapChunks` decodes such entries as they are).
+ */
+export function decodeBitmapChunksPacked(
+  mem: PhysMemory,
+  head: bigint,
+  opts: BitmapChunksOptions = {},
+): { head: bigint; chunks: BitmapChunk[]; blocks: PackedBlocks } {
+  const pageSize = opts.pageSize ?? 4096;
+  const shift = Math.log2(pageSize);
+  const le = (opts.endian ?? 'little') === 'little';
+  const cap = chunkCapacity(pageSize);
+  const maxBlocks = opts.maxBlocks ?? 1 << 22;
+  const maxChunks = opts.maxChunks ?? 1 << 16;
+  const ps = BigInt(pageSize);
+  const pfnLimit = 2 ** (64 - shift);
+  const chunks: BitmapChunk[] = [];
+  let outP = new Float64Array(1 << 12);
+  let outO = new Uint8Array(1 << 12);
+  let count = 0;
+  const seenChunks = new Set<bigint>();
+  const seenBitmaps = new Set<bigint>();
+  const fail = (e: KhoError): never => {
+    throw e;
+  };
+  const finish = () => {
+    const blocks = { length: count, pfn: outP, order: outO };
+    sortPackedBlocks(blocks);
+    return { head, chunks, blocks };
+  };
+  const pageOk = (pa: bigint, what: string, path: string): void => {
+    if (pa % ps !== 0n)
+      fail(new KhoError('KHO_CHUNK_UNALIGNED', `${what} ${hex(pa)} is not page-aligned`, { path }));
+    if (!mem.has(pa, pageSize)) {
+      fail(
+        new KhoError('KHO_PTR_OUTSIDE_MEMORY', `${what} ${hex(pa)} is outside the memory image`, { path }),
+      );
+    }
+  };
+  for (let pa = head; pa !== 0n; ) {
+    const path = `chunk[${chunks.length}] (${physPath(pa)})`;
+    if (seenChunks.has(pa)) {
+      fail(
+        new KhoError('KHO_CHUNK_LOOP', `chunk ${hex(pa)} is reached a second time`, {
+          path,
+          expected: 'a chunk list ending with next = 0',
+        }),
+      );
+    }
+    if (chunks.length >= maxChunks)
+      fail(new KhoError('KHO_CHUNK_TOO_MANY', `more than ${maxChunks} chunks`, { path }));
+    pageOk(pa, 'chunk', path);
+    seenChunks.add(pa);
+    const dv = view(mem.read(pa, pageSize));
+    const next = dv.getBigUint64(0, le);
+    const order = dv.getUint32(8, le);
+    const numElms = dv.getUint32(12, le);
+    const chunk: BitmapChunk = { pa, next, order, entries: [] };
+    chunks.push(chunk);
+    pa = next;
+    if (numElms > cap) {
+      fail(
+        new KhoError('KHO_CHUNK_BAD_COUNT', `num_elms ${numElms} exceeds the ${cap} entries a chunk holds`, {
+          path,
+          offset: 12,
+          expected: `0..${cap}`,
+        }),
+      );
+    }
+    if (order + shift >= 64) {
+      fail(
+        new KhoError('KHO_CHUNK_BAD_ORDER', `order ${order} cannot address any block`, {
+          path,
+          offset: 8,
+          expected: `below ${64 - shift}`,
+        }),
+      );
+    }
+    const step = 2 ** order;
+    for (let i = 0; i < numElms; i++) {
+      const physStart = dv.getBigUint64(16 + i * 16, le);
+      const bitmap = dv.getBigUint64(24 + i * 16, le);
+      chunk.entries.push({ physStart, bitmap });
+      const epath = `${path} entry[${i}]`;
+      pageOk(bitmap, 'bitmap', epath);
+      if (seenBitmaps.has(bitmap)) {
+        fail(
+          new KhoError('KHO_CHUNK_SHARED_BITMAP', `bitmap ${hex(bitmap)} is referenced twice`, {
+            path: epath,
+          }),
+        );
+      }
+      seenBitmaps.add(bitmap);
+      if (physStart % ps !== 0n) {
+        fail(
+          new KhoError('KHO_CHUNK_BAD_ENTRY', `phys_start ${hex(physStart)} is not page-aligned`, {
+            path: epath,
+            expected: `a multiple of ${hex(ps)}`,
+          }),
+        );
+      }
+      const base = Number(physStart / ps);
+      const bits = mem.read(bitmap, pageSize);
+      const bv = view(bits);
+      for (let w = 0; w < pageSize; w += 4) {
+        if (bv.getUint32(w, true) === 0) continue;
+        for (let j = w; j < w + 4; j++) {
+          let byte = bits[j];
+          while (byte !== 0) {
+            const t = byte & -byte;
+            byte ^= t;
+            const k = 31 - Math.clz32(t);
+            const b = le ? j * 8 + k : (j >> 3) * 64 + (7 - (j & 7)) * 8 + k;
+            const p = base + b * step;
+            if (p + step > pfnLimit) {
+              fail(
+                new KhoError('KHO_CHUNK_BAD_ENTRY', `bit ${b} from ${hex(physStart)} lies past 2^64`, {
+                  path: epath,
+                }),
+              );
+            }
+            if (count >= maxBlocks) {
+              fail(
+                new KhoError('KHO_CHUNK_TOO_MANY_BLOCKS', `more than ${maxBlocks} blocks`, { path: epath }),
+              );
+            }
+            if (count === outP.length) {
+              const n2 = Math.min(count * 2, maxBlocks);
+              const p2 = new Float64Array(n2);
+              p2.set(outP);
+              outP = p2;
+              const o2 = new Uint8Array(n2);
+              o2.set(outO);
+              outO = o2;
+            }
+            outP[count] = p;
+            outO[count++] = order;
+          }
+        }
+      }
+    }
+  }
+  return finish();
 }

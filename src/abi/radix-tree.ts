@@ -141,12 +141,6 @@ function leafBitPos(i: number, endian: Endianness): [number, number] {
   return [word * 8 + (7 - (b >> 3)), 1 << (b & 7)];
 }
 
-/** Leaf bit number of byte `j`, bit `k` (inverse of leafBitPos). */
-function leafBitIndex(j: number, k: number, endian: Endianness): number {
-  if (endian === 'little') return j * 8 + k;
-  return (j >> 3) * 64 + (7 - (j & 7)) * 8 + k;
-}
-
 export interface RadixNodeInfo {
   pa: bigint;
   /** depth-1 for the root, 0 for leaves. */
@@ -178,26 +172,293 @@ function pathText(geo: RadixGeometry, path: number[], tail?: string): string {
 }
 
 /**
+ * Blocks in compact form, for maps with millions of blocks: parallel typed arrays where block `i` is
+ * `2^order[i]` pages at page frame number `pfn[i]` (physical address `pfn × PAGE_SIZE`). A pfn is below
+ * 2^52 (4 KiB pages; 2^48 for 64 KiB), so a double holds it exactly. Only the first `length` entries
+ * count; the arrays may be longer.
+ */
+export interface PackedBlocks {
+  length: number;
+  pfn: Float64Array;
+  order: Uint8Array;
+}
+
+/** Whether this machine stores a Uint32Array little-endian. */
+const NATIVE_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/** 2^i for i = 0..64, exact doubles. */
+const POW2 = Float64Array.from({ length: 65 }, (_, i) => 2 ** i);
+
+/**
+ * Blocks → packed form (pfn in units of `pageSize`). Throws `KHO_RADIX_BAD_BLOCK` for an order that is
+ * not an integer in 0..255 and for an address that is negative, at or above 2^64 or not page-aligned.
+ */
+export function packBlocks(blocks: Iterable<PreservedBlock>, pageSize = 4096): PackedBlocks {
+  const ps = BigInt(pageSize);
+  let pfn = new Float64Array(64);
+  let order = new Uint8Array(64);
+  let n = 0;
+  for (const b of blocks) {
+    if (!Number.isInteger(b.order) || b.order < 0 || b.order > 255) {
+      throw new KhoError('KHO_RADIX_BAD_BLOCK', `order ${b.order} is out of range`, {
+        expected: '0..255',
+        path: physPath(b.pa),
+      });
+    }
+    if (b.pa < 0n || b.pa >= 1n << 64n || b.pa % ps !== 0n) {
+      throw new KhoError(
+        'KHO_RADIX_BAD_BLOCK',
+        `block ${hex(b.pa)} is not aligned to its size (order ${b.order})`,
+        { path: physPath(b.pa), expected: `a multiple of ${hex(ps << BigInt(b.order))}` },
+      );
+    }
+    if (n === pfn.length) {
+      const p2 = new Float64Array(n * 2);
+      p2.set(pfn);
+      pfn = p2;
+      const o2 = new Uint8Array(n * 2);
+      o2.set(order);
+      order = o2;
+    }
+    pfn[n] = Number(b.pa / ps);
+    order[n++] = b.order;
+  }
+  return { length: n, pfn, order };
+}
+
+/** Packed form → block objects (`pa = pfn × pageSize`). */
+export function unpackBlocks(p: PackedBlocks, pageSize = 4096): PreservedBlock[] {
+  const ps = BigInt(pageSize);
+  const out: PreservedBlock[] = new Array(p.length);
+  for (let i = 0; i < p.length; i++) out[i] = { pa: BigInt(p.pfn[i]) * ps, order: p.order[i] };
+  return out;
+}
+
+/** Merge sorted `src[lo, mid)` and `src[mid, hi)` into `dst` from `at`, by (pfn, order). */
+function mergeInto(
+  sp: Float64Array,
+  so: Uint8Array,
+  lo: number,
+  mid: number,
+  hi: number,
+  dp: Float64Array,
+  dO: Uint8Array,
+  at: number,
+): void {
+  let i = lo;
+  let j = mid;
+  let k = at;
+  while (i < mid && j < hi) {
+    const a = sp[i];
+    const c = sp[j];
+    if (c < a || (c === a && so[j] < so[i])) {
+      dp[k] = c;
+      dO[k++] = so[j++];
+    } else {
+      dp[k] = a;
+      dO[k++] = so[i++];
+    }
+  }
+  if (i < mid) {
+    dp.set(sp.subarray(i, mid), k);
+    dO.set(so.subarray(i, mid), k);
+    k += mid - i;
+  }
+  if (j < hi) {
+    dp.set(sp.subarray(j, hi), k);
+    dO.set(so.subarray(j, hi), k);
+  }
+}
+
+/** Bottom-up merging of the sorted runs `bounds` (ping-pong with `t*`); returns the arrays holding the result. */
+function mergeRuns(
+  p: Float64Array,
+  o: Uint8Array,
+  tp: Float64Array,
+  to: Uint8Array,
+  bounds: number[],
+): [Float64Array, Uint8Array] {
+  let sp = p;
+  let so = o;
+  let dp = tp;
+  let dO = to;
+  let b = bounds;
+  while (b.length > 2) {
+    const nb: number[] = [];
+    let r = 0;
+    for (; r + 2 < b.length; r += 2) {
+      mergeInto(sp, so, b[r], b[r + 1], b[r + 2], dp, dO, b[r]);
+      nb.push(b[r]);
+    }
+    if (r + 1 < b.length) {
+      dp.set(sp.subarray(b[r], b[r + 1]), b[r]);
+      dO.set(so.subarray(b[r], b[r + 1]), b[r]);
+      nb.push(b[r]);
+    }
+    nb.push(b[b.length - 1]);
+    [sp, so, dp, dO] = [dp, dO, sp, so];
+    b = nb;
+  }
+  return [sp, so];
+}
+
+/**
+ * Sort packed blocks in place by (pfn, order). A natural merge sort: decoders produce a few long sorted
+ * runs (one per order), so the work is about one pass when one run dominates (it is merged in place with
+ * the others, which are sorted in a side buffer of their size), at most log2(runs) passes otherwise.
+ */
+export function sortPackedBlocks(p: PackedBlocks): void {
+  const n = p.length;
+  const P = p.pfn;
+  const O = p.order;
+  const bounds = [0];
+  for (let i = 1; i < n; i++) {
+    const a = P[i - 1];
+    const b = P[i];
+    if (b < a || (b === a && O[i] < O[i - 1])) bounds.push(i);
+  }
+  bounds.push(n);
+  if (bounds.length <= 2) return;
+  let big = 0;
+  for (let r = 1; r + 1 < bounds.length; r++)
+    if (bounds[r + 1] - bounds[r] > bounds[big + 1] - bounds[big]) big = r;
+  const bigStart = bounds[big];
+  const bigEnd = bounds[big + 1];
+  const s = n - (bigEnd - bigStart);
+  if (s * 2 > n) {
+    // No dominant run: plain ping-pong merging with a full-size buffer.
+    const [rp, ro] = mergeRuns(P, O, new Float64Array(n), new Uint8Array(n), bounds);
+    if (rp !== P) {
+      P.set(rp.subarray(0, n));
+      O.set(ro.subarray(0, n));
+    }
+    return;
+  }
+  // Move the other runs out (sorting them among themselves), the big run to the end, then merge forward
+  // in place: the write index never passes the big run's read index.
+  const sp = new Float64Array(s);
+  const so = new Uint8Array(s);
+  const sb = [0];
+  let at = 0;
+  for (let r = 0; r + 1 < bounds.length; r++) {
+    if (r === big) continue;
+    sp.set(P.subarray(bounds[r], bounds[r + 1]), at);
+    so.set(O.subarray(bounds[r], bounds[r + 1]), at);
+    at += bounds[r + 1] - bounds[r];
+    sb.push(at);
+  }
+  P.copyWithin(s, bigStart, bigEnd);
+  O.copyWithin(s, bigStart, bigEnd);
+  const [rp, ro] = mergeRuns(sp, so, new Float64Array(s), new Uint8Array(s), sb);
+  mergeForward(rp, ro, s, P, O, n);
+}
+
+/**
+ * Merge sorted `r*[0, s)` into `P/O`, whose sorted part is `[s, n)`, in place from the front: the write
+ * index `k = i + (j - s)` never passes the read index `j`.
+ */
+function mergeForward(
+  rp: Float64Array,
+  ro: Uint8Array,
+  s: number,
+  P: Float64Array,
+  O: Uint8Array,
+  n: number,
+): void {
+  let i = 0;
+  let j = s;
+  let k = 0;
+  while (i < s && j < n) {
+    const a = rp[i];
+    const c = P[j];
+    if (c < a || (c === a && O[j] < ro[i])) {
+      P[k] = c;
+      O[k++] = O[j++];
+    } else {
+      P[k] = a;
+      O[k++] = ro[i++];
+    }
+  }
+  if (i < s) {
+    P.set(rp.subarray(i, s), k);
+    O.set(ro.subarray(i, s), k);
+  }
+}
+
+/** Index of the highest set bit plus one, for a non-negative integer below 2^53. */
+function flsNum(v: number): number {
+  if (v >= 4294967296) return 64 - Math.clz32(Math.floor(v / 4294967296));
+  return 32 - Math.clz32(v);
+}
+
+/** Set bits of a page (word order does not matter). */
+function popcountPage(words: Uint32Array): number {
+  let n = 0;
+  for (let i = 0; i < words.length; i++) {
+    let v = words[i];
+    if (v === 0) continue;
+    v -= (v >>> 1) & 0x55555555;
+    v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+    n += Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+  }
+  return n;
+}
+
+/** Byte offset of the 32-bit half `h` of a leaf (bits 32h..32h+31) in a native `unsigned long` bitmap. */
+function halfOffset(h: number, le: boolean): number {
+  return le ? h * 4 : (h * 4) ^ 4;
+}
+
+/** Leaf bit number of the `n`-th (0-based) set bit, bit 0 skipped when `skip0`; -1 when there is none. */
+function nthSetBit(dv: DataView, le: boolean, skip0: boolean, n: number): number {
+  let left = n;
+  for (let h = 0; h < dv.byteLength / 4; h++) {
+    let v = dv.getUint32(halfOffset(h, le), le) | 0;
+    while (v !== 0) {
+      const t = v & -v;
+      v ^= t;
+      const bit = h * 32 + 31 - Math.clz32(t);
+      if (skip0 && bit === 0) continue;
+      if (left-- === 0) return bit;
+    }
+  }
+  return -1;
+}
+
+/** A leaf found by the walk: its bytes, key prefix, whether bit 0 is an invalid key, blocks to take. */
+interface LeafRef {
+  dv: DataView;
+  prefix: number;
+  skip0: boolean;
+  take: number;
+}
+
+/**
  * Walk the tree at `root`, calling `issue` for each problem. Throws from `issue` stop the walk
- * (decode); returning skips the broken part (validate).
+ * (decode); returning skips the broken part (validate). Two phases: the depth-first walk checks every
+ * pointer and counts each leaf's blocks (so problems are reported in walk order and the caps apply
+ * before anything large is allocated); then the leaves are scanned word by word into exactly-sized
+ * packed arrays, sorted by (pfn, order).
  */
 function walk(
   mem: PhysMemory,
   root: bigint,
   opts: RadixDecodeOptions,
   issue: (e: KhoError) => void,
-): RadixDecodeResult {
+): { root: bigint; blocks: PackedBlocks; nodes: RadixNodeInfo[] } {
   const geo = radixGeometry(opts.pageSize ?? 4096);
   const endian = opts.endian ?? 'little';
   const le = endian === 'little';
   const maxNodes = opts.maxNodes ?? 1 << 20;
   const maxBlocks = opts.maxBlocks ?? 1 << 22;
   const ps = BigInt(geo.pageSize);
-  const blocks: PreservedBlock[] = [];
   const nodes: RadixNodeInfo[] = [];
   const seen = new Set<bigint>();
   const entries = geo.pageSize / 8;
   const top = geo.depth - 1;
+  const keyLimit = POW2[geo.order0Log2 + 1];
+  const leaves: LeafRef[] = [];
+  let count = 0;
   let stopped = false;
 
   const checkPage = (pa: bigint, path: number[], what: string): boolean => {
@@ -242,56 +503,50 @@ function walk(
     return true;
   };
 
-  const visit = (pa: bigint, level: number, path: number[], prefix: bigint): void => {
+  const visit = (pa: bigint, level: number, path: number[], prefix: number): void => {
     nodes.push({ pa, level, path });
     const page = mem.read(pa, geo.pageSize);
+    // Own, 4-aligned bytes (a reader may return a view into a larger buffer).
+    const dv = view(page.byteOffset % 4 === 0 ? page : page.slice());
     if (level === 0) {
-      // Above the leaf bits the prefix is fixed, so every key of this leaf has the same order unless the
-      // prefix is 0 (then the bit itself carries the order bit).
-      const fixed = prefix === 0n ? undefined : decodeRadixKey(prefix, geo);
-      const blockShift = fixed ? BigInt(geo.pageShift + fixed.order) : 0n;
-      for (let j = 0; j < page.length && !stopped; j++) {
-        const byte = page[j];
-        if (byte === 0) continue;
-        for (let k = 0; k < 8; k++) {
-          if (!(byte & (1 << k))) continue;
-          const bit = leafBitIndex(j, k, endian);
-          let block: PreservedBlock | undefined;
-          if (fixed)
-            block = { pa: BigInt.asUintN(64, fixed.pa + (BigInt(bit) << blockShift)), order: fixed.order };
-          else if (prefix === 0n) block = decodeRadixKey(BigInt(bit), geo);
-          if (!block) {
-            const key = prefix | BigInt(bit);
-            issue(
-              new KhoError('KHO_RADIX_BAD_KEY', `key ${hex(key)} encodes no block`, {
-                path: `${pathText(geo, path, `bit ${bit}`)} (${physPath(pa)})`,
-                expected: `a key with its highest set bit at or below bit ${geo.order0Log2}`,
-              }),
-            );
-            continue;
-          }
-          if (blocks.length >= maxBlocks) {
-            issue(
-              new KhoError('KHO_RADIX_TOO_MANY_BLOCKS', `more than ${maxBlocks} preserved blocks`, {
-                path: `${pathText(geo, path, `bit ${bit}`)} (${physPath(pa)})`,
-              }),
-            );
-            stopped = true;
-            return;
-          }
-          blocks.push(block);
-        }
+      let valid = popcountPage(new Uint32Array(dv.buffer, dv.byteOffset, geo.pageSize / 4));
+      if (valid === 0) return;
+      // Above the leaf bits the prefix fixes the order unless it is 0; then the bit is the whole key and
+      // bit 0 (key 0) encodes nothing.
+      const skip0 = prefix === 0 && (page[le ? 0 : 7] & 1) !== 0;
+      if (skip0) {
+        valid--;
+        issue(
+          new KhoError('KHO_RADIX_BAD_KEY', `key ${hex(0n)} encodes no block`, {
+            path: `${pathText(geo, path, 'bit 0')} (${physPath(pa)})`,
+            expected: `a key with its highest set bit at or below bit ${geo.order0Log2}`,
+          }),
+        );
       }
+      if (count + valid > maxBlocks) {
+        const take = maxBlocks - count;
+        leaves.push({ dv, prefix, skip0, take });
+        count = maxBlocks;
+        const bit = nthSetBit(dv, le, skip0, take);
+        stopped = true;
+        issue(
+          new KhoError('KHO_RADIX_TOO_MANY_BLOCKS', `more than ${maxBlocks} preserved blocks`, {
+            path: `${pathText(geo, path, `bit ${bit}`)} (${physPath(pa)})`,
+          }),
+        );
+        return;
+      }
+      if (valid > 0) leaves.push({ dv, prefix, skip0, take: valid });
+      count += valid;
       return;
     }
-    const dv = view(page);
-    const shift = BigInt(geo.bitmapLog2 + geo.tableLog2 * (level - 1));
+    const shiftPow = POW2[geo.bitmapLog2 + geo.tableLog2 * (level - 1)];
     for (let idx = 0; idx < entries && !stopped; idx++) {
+      if (dv.getUint32(idx * 8, le) === 0 && dv.getUint32(idx * 8 + 4, le) === 0) continue;
       const child = dv.getBigUint64(idx * 8, le);
-      if (child === 0n) continue;
-      const childPrefix = prefix | (BigInt(idx) << shift);
+      const childPrefix = prefix + idx * shiftPow;
       const childPath = [...path, idx];
-      if (childPrefix >> BigInt(geo.order0Log2 + 1) !== 0n) {
+      if (childPrefix >= keyLimit) {
         issue(
           new KhoError(
             'KHO_RADIX_BAD_KEY',
@@ -314,10 +569,142 @@ function walk(
       new KhoError('KHO_RADIX_NO_ROOT', 'the radix tree root address is 0', { expected: 'a page address' }),
     );
   } else if (checkPage(root, [], 'root')) {
-    visit(root, top, [], 0n);
+    visit(root, top, [], 0);
   }
-  blocks.sort((a, b) => cmpBig(a.pa, b.pa) || a.order - b.order);
-  return { root, blocks, nodes };
+  return { root, blocks: scanLeaves(leaves, count, geo, le), nodes };
+}
+
+/** The valid bits of the all-zero-prefix leaf (ascending, bit 0 skipped when invalid, at most `take`). */
+function zeroLeafBits(leaf: LeafRef, le: boolean): number[] {
+  const bits: number[] = [];
+  for (let h = 0; h < leaf.dv.byteLength / 4 && bits.length < leaf.take; h++) {
+    let v = leaf.dv.getUint32(halfOffset(h, le), le) | 0;
+    while (v !== 0 && bits.length < leaf.take) {
+      const t = v & -v;
+      v ^= t;
+      const bit = h * 32 + 31 - Math.clz32(t);
+      if (!(bit === 0 && leaf.skip0)) bits.push(bit);
+    }
+  }
+  return bits;
+}
+
+/**
+ * Phase two of the walk: every counted leaf bit as a packed block, sorted by (pfn, order). Within one
+ * order the walk meets keys, so addresses, in ascending order; so each order's blocks are written as one
+ * sorted run. The largest run (usually order 0) goes straight to the end of the output and the others to
+ * a side buffer, where they are merged together and then merged into the output in place: one pass over
+ * the output, extra memory only for the smaller orders. Without a dominant order, plain run merging.
+ */
+function scanLeaves(leaves: LeafRef[], count: number, geo: RadixGeometry, le: boolean): PackedBlocks {
+  const o0 = geo.order0Log2;
+  const halves = geo.pageSize / 4;
+  const perOrder = new Float64Array(o0 + 1);
+  let zeroBits: number[] = [];
+  for (const leaf of leaves) {
+    if (leaf.prefix !== 0) perOrder[o0 + 1 - flsNum(leaf.prefix)] += leaf.take;
+    else {
+      zeroBits = zeroLeafBits(leaf, le);
+      for (const bit of zeroBits) perOrder[o0 + 1 - (32 - Math.clz32(bit))]++;
+    }
+  }
+  let big = 0;
+  for (let o = 1; o <= o0; o++) if (perOrder[o] > perOrder[big]) big = o;
+  const s = count - perOrder[big];
+  const dominant = s * 2 <= count;
+  const P = new Float64Array(count);
+  const O = new Uint8Array(count);
+  const SP = dominant ? new Float64Array(s) : P;
+  const SO = dominant ? new Uint8Array(s) : O;
+  // Where each order's run goes (walk order: orders descending), and the runs' bounds in SP/SO.
+  const pos = new Float64Array(o0 + 1);
+  const bounds = [0];
+  for (let o = o0, at = 0; o >= 0; o--) {
+    if (perOrder[o] === 0) continue;
+    if (dominant && o === big) {
+      pos[o] = s;
+      continue;
+    }
+    pos[o] = at;
+    at += perOrder[o];
+    bounds.push(at);
+  }
+  for (const leaf of leaves) {
+    const { dv, prefix } = leaf;
+    if (prefix === 0) {
+      // The all-zero path: each bit is a whole key with its own order.
+      for (const bit of zeroBits) {
+        const f = 32 - Math.clz32(bit);
+        const order = o0 + 1 - f;
+        const inMain = dominant && order === big;
+        const w = pos[order]++;
+        (inMain ? P : SP)[w] = (bit - POW2[f - 1]) * POW2[order];
+        (inMain ? O : SO)[w] = order;
+      }
+      continue;
+    }
+    const order = o0 + 1 - flsNum(prefix);
+    const step = POW2[order];
+    const base = (prefix - POW2[o0 - order]) * step;
+    const dp = dominant && order === big ? P : SP;
+    const dO = dominant && order === big ? O : SO;
+    let w = pos[order] | 0;
+    let left = leaf.take;
+    if (le && NATIVE_LE) {
+      // Native order: the 32-bit halves are plain Uint32Array words (the page copy is 4-aligned).
+      const words = new Uint32Array(dv.buffer, dv.byteOffset, halves);
+      scan: for (let h = 0; h < halves; h++) {
+        let v = words[h] | 0;
+        if (v === 0) continue;
+        const bb = h * 32 + 31;
+        while (v !== 0) {
+          const t = v & -v;
+          v ^= t;
+          dp[w] = base + (bb - Math.clz32(t)) * step;
+          dO[w++] = order;
+          if (--left === 0) break scan;
+        }
+      }
+    } else {
+      scan: for (let h = 0; h < halves; h++) {
+        let v = dv.getUint32(halfOffset(h, le), le) | 0;
+        if (v === 0) continue;
+        const bb = h * 32 + 31;
+        while (v !== 0) {
+          const t = v & -v;
+          v ^= t;
+          dp[w] = base + (bb - Math.clz32(t)) * step;
+          dO[w++] = order;
+          if (--left === 0) break scan;
+        }
+      }
+    }
+    pos[order] = w;
+  }
+  if (!dominant) {
+    const [rp, ro] = mergeRuns(P, O, new Float64Array(count), new Uint8Array(count), bounds);
+    return { length: count, pfn: rp, order: ro };
+  }
+  if (s > 0) {
+    const [rp, ro] = mergeRuns(SP, SO, new Float64Array(s), new Uint8Array(s), bounds);
+    mergeForward(rp, ro, s, P, O, count);
+  }
+  return { length: count, pfn: P, order: O };
+}
+
+/**
+ * The fast decoder: like `decodeRadixTree` (same checks, caps and errors) but blocks come back packed,
+ * sorted by (pfn, order), with no per-block objects or bigints. For maps of millions of blocks raise
+ * `maxBlocks` (default 1 << 22); output is 9 bytes per block.
+ */
+export function decodeRadixTreePacked(
+  mem: PhysMemory,
+  root: bigint,
+  opts: RadixDecodeOptions = {},
+): { root: bigint; blocks: PackedBlocks; nodes: RadixNodeInfo[] } {
+  return walk(mem, root, opts, (e) => {
+    throw e;
+  });
 }
 
 /** Decode the tree at `root`; throws the first problem as a `KhoError`. */
@@ -326,9 +713,8 @@ export function decodeRadixTree(
   root: bigint,
   opts: RadixDecodeOptions = {},
 ): RadixDecodeResult {
-  return walk(mem, root, opts, (e) => {
-    throw e;
-  });
+  const r = decodeRadixTreePacked(mem, root, opts);
+  return { root, blocks: unpackBlocks(r.blocks, opts.pageSize ?? 4096), nodes: r.nodes };
 }
 
 /**
@@ -337,31 +723,33 @@ export function decodeRadixTree(
  */
 export function validateRadixTree(mem: PhysMemory, root: bigint, opts: RadixDecodeOptions = {}): Finding[] {
   const findings: Finding[] = [];
-  let res: RadixDecodeResult;
+  let blocks: PackedBlocks;
   try {
-    res = walk(mem, root, opts, (e) => {
+    blocks = walk(mem, root, opts, (e) => {
       findings.push(findingFromError(e));
-    });
+    }).blocks;
   } catch (e) {
     if (isKhoError(e)) return [...findings, findingFromError(e)];
     throw e;
   }
-  const geo = radixGeometry(opts.pageSize ?? 4096);
-  let prevEnd = -1n;
-  let prev: PreservedBlock | undefined;
-  for (const b of res.blocks) {
-    const end = b.pa + (BigInt(geo.pageSize) << BigInt(b.order));
-    if (prev && b.pa < prevEnd) {
+  const ps = BigInt(radixGeometry(opts.pageSize ?? 4096).pageSize);
+  const { pfn, order } = blocks;
+  let prevEnd = -1;
+  let prev = -1;
+  for (let i = 0; i < blocks.length; i++) {
+    const end = pfn[i] + POW2[order[i]];
+    if (prev >= 0 && pfn[i] < prevEnd) {
+      const pa = BigInt(pfn[i]) * ps;
       findings.push({
         code: 'KHO_RADIX_OVERLAP',
         severity: 'warning',
-        message: `block ${hex(b.pa)} order ${b.order} overlaps block ${hex(prev.pa)} order ${prev.order}`,
-        path: physPath(b.pa),
+        message: `block ${hex(pa)} order ${order[i]} overlaps block ${hex(BigInt(pfn[prev]) * ps)} order ${order[prev]}`,
+        path: physPath(pa),
       });
     }
     if (end > prevEnd) {
       prevEnd = end;
-      prev = b;
+      prev = i;
     }
   }
   return findings;
@@ -453,15 +841,110 @@ export class RadixTreeWriter {
   }
 }
 
-/** Encode blocks into a fresh tree (inserted in the given order); returns the root and tree pages. */
+/**
+ * Encode blocks into a fresh tree (inserted in the given order); returns the root and tree pages.
+ * Same pages, addresses and bytes as adding each block to a `RadixTreeWriter`, via `encodeRadixTreePacked`.
+ */
 export function encodeRadixTree(
   blocks: Iterable<PreservedBlock>,
   writer: PhysMemoryWriter,
   opts: RadixWriterOptions = {},
 ): { root: bigint; pages: bigint[] } {
-  const w = new RadixTreeWriter(writer, opts);
-  for (const b of blocks) w.add(b.pa, b.order);
-  return { root: w.root, pages: [...w.pages] };
+  return encodeRadixTreePacked(packBlocks(blocks, opts.pageSize ?? writer.pageSize), writer, opts);
+}
+
+/** A tree page being built: its address and bytes (undefined for a given root, written entry by entry). */
+interface BuildPage {
+  pa: bigint;
+  bytes: Uint8Array | undefined;
+}
+
+/**
+ * The bulk encoder. Produces exactly what `RadixTreeWriter.add` gives for the blocks in the given order
+ * (the kernel's insert path: pages allocated root first, then each missing level top-down when a block
+ * needs a new path), but builds every page in memory and writes each once at the end. Per block it is a
+ * few double operations and a byte OR; only a new leaf costs a path walk. Every block is checked
+ * (`KHO_RADIX_BAD_BLOCK` for an order above the key's range or a pfn not aligned to its order, as
+ * `radixKey` throws) before its bit is set; pages are written only at the end, so after a bad block
+ * nothing has been written (pages may have been allocated).
+ */
+export function encodeRadixTreePacked(
+  blocks: PackedBlocks,
+  writer: PhysMemoryWriter,
+  opts: RadixWriterOptions = {},
+): { root: bigint; pages: bigint[] } {
+  const geo = radixGeometry(opts.pageSize ?? writer.pageSize);
+  const le = (opts.endian ?? 'little') === 'little';
+  const ps = geo.pageSize;
+  const o0 = geo.order0Log2;
+  const n = blocks.length;
+  const { pfn, order } = blocks;
+  const pfnLimit = POW2[64 - geo.pageShift];
+  const badBlock = (p: number, o: number, what: 'order' | 'address'): never => {
+    const pa = Number.isSafeInteger(p) && p >= 0 ? BigInt(p) * BigInt(ps) : undefined;
+    const path = pa === undefined ? undefined : physPath(pa);
+    if (what === 'order') {
+      throw new KhoError('KHO_RADIX_BAD_BLOCK', `order ${o} is out of range`, {
+        expected: `0..${geo.maxOrder}`,
+        path,
+      });
+    }
+    throw new KhoError(
+      'KHO_RADIX_BAD_BLOCK',
+      `block ${pa === undefined ? `pfn ${p}` : hex(pa)} is not aligned to its size (order ${o})`,
+      { path, expected: `a multiple of ${hex(BigInt(ps) << BigInt(o))}` },
+    );
+  };
+  const built: BuildPage[] = [];
+  const alloc = (): BuildPage => {
+    const pg = { pa: writer.allocPage(), bytes: new Uint8Array(ps) };
+    built.push(pg);
+    return pg;
+  };
+  const root: BuildPage = opts.root === undefined ? alloc() : { pa: opts.root, bytes: undefined };
+  // Tables per level (index = level), keyed by key / 2^(bits below that level's node); level 0 = leaves.
+  const levels: Array<Map<number, BuildPage>> = Array.from({ length: geo.depth }, () => new Map());
+  const entries = ps / 8;
+  const newPath = (key: number): Uint8Array => {
+    let node = root;
+    for (let level = geo.depth - 1; level > 0; level--) {
+      const childId = Math.floor(key / POW2[geo.bitmapLog2 + geo.tableLog2 * (level - 1)]);
+      let child = levels[level - 1].get(childId);
+      if (child === undefined) {
+        child = alloc();
+        levels[level - 1].set(childId, child);
+        const idx = childId % entries;
+        if (node.bytes) view(node.bytes).setBigUint64(idx * 8, child.pa, le);
+        else writer.write(node.pa + BigInt(idx * 8), u64Bytes(child.pa, le ? 'little' : 'big'));
+      }
+      node = child;
+    }
+    return node.bytes!;
+  };
+  const leafSpan = POW2[geo.bitmapLog2];
+  // The last leaf used per order: within one order keys grow with the address, so mostly a hit.
+  const lastLeafId = new Float64Array(geo.maxOrder + 1).fill(-1);
+  const lastLeaf: Uint8Array[] = Array.from({ length: geo.maxOrder + 1 }, () => new Uint8Array(0));
+  for (let i = 0; i < n; i++) {
+    const o = order[i];
+    const p = pfn[i];
+    if (o > geo.maxOrder) badBlock(p, o, 'order');
+    const high = p / POW2[o];
+    if (!(p >= 0 && p < pfnLimit && high === Math.floor(high))) badBlock(p, o, 'address');
+    const key = POW2[o0 - o] + high;
+    const leafId = Math.floor(key / leafSpan);
+    let leaf = lastLeaf[o];
+    if (leafId !== lastLeafId[o]) {
+      leaf = levels[0].get(leafId)?.bytes ?? newPath(key);
+      lastLeaf[o] = leaf;
+      lastLeafId[o] = leafId;
+    }
+    const bit = key - leafId * leafSpan;
+    if (le) leaf[bit >> 3] |= 1 << (bit & 7);
+    else leaf[((bit >> 6) << 3) + 7 - ((bit & 63) >> 3)] |= 1 << (bit & 7);
+  }
+  for (const pg of built) writer.write(pg.pa, pg.bytes!);
+  return { root: root.pa, pages: built.map((pg) => pg.pa) };
 }
 
 /** Merge blocks into sorted physical ranges (adjacent and overlapping blocks join). */

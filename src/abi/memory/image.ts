@@ -188,22 +188,22 @@ export function memoryFromBytes(pieces: ReadonlyArray<{ start: bigint; bytes: Ui
 /**
  * In-memory, page-granular memory that is both readable and writable. Pages come from a bump
  * allocator starting at `allocBase` (default 1 MiB) unless `allocPage` is given; writes to pages that
- * were never allocated create them (zero-filled).
+ * were never allocated create them (zero-filled). Addresses are u64: a write outside `[0, 2^64)`
+ * throws `KHO_PTR_OUTSIDE_MEMORY`. Pages are kept by page number (a number: below 2^52), and reads
+ * and writes within one page take a short path, so walking tens of thousands of pages is cheap.
  */
 export class SparseMemory implements PhysMemory, PhysMemoryWriter {
   readonly pageSize: number;
-  private readonly pages = new Map<bigint, Uint8Array>();
+  private readonly pages = new Map<number, Uint8Array>();
+  private readonly ps: bigint;
   private nextAlloc: bigint;
   private readonly allocFn?: () => bigint;
 
   constructor(opts: { pageSize?: number; allocBase?: bigint; allocPage?: () => bigint } = {}) {
     this.pageSize = opts.pageSize ?? 4096;
+    this.ps = BigInt(this.pageSize);
     this.nextAlloc = opts.allocBase ?? 0x100000n;
     this.allocFn = opts.allocPage;
-  }
-
-  private pageOf(pa: bigint): bigint {
-    return pa - (pa % BigInt(this.pageSize));
   }
 
   allocPage(): bigint {
@@ -211,66 +211,75 @@ export class SparseMemory implements PhysMemory, PhysMemoryWriter {
     if (this.allocFn) pa = this.allocFn();
     else {
       pa = this.nextAlloc;
-      this.nextAlloc += BigInt(this.pageSize);
+      this.nextAlloc += this.ps;
     }
-    this.pages.set(pa, new Uint8Array(this.pageSize));
+    if (pa < 0n || pa + this.ps > U64_MAX + 1n) throw outsideMemory(pa, this.pageSize, 'page allocation');
+    this.pages.set(Number(pa / this.ps), new Uint8Array(this.pageSize));
     return pa;
   }
 
   /** Pages present, sorted. */
   pageAddresses(): bigint[] {
-    return [...this.pages.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return [...this.pages.keys()].sort((a, b) => a - b).map((n) => BigInt(n) * this.ps);
   }
 
   write(pa: bigint, bytes: Uint8Array): void {
-    const ps = BigInt(this.pageSize);
+    if (bytes.length === 0) return;
+    if (pa < 0n || pa + BigInt(bytes.length) > U64_MAX + 1n) throw outsideMemory(pa, bytes.length, 'write');
+    const size = this.pageSize;
+    let pageNo = Number(pa / this.ps);
+    let off = Number(pa % this.ps);
     let done = 0;
     while (done < bytes.length) {
-      const cur = pa + BigInt(done);
-      const page = this.pageOf(cur);
-      let buf = this.pages.get(page);
+      let buf = this.pages.get(pageNo);
       if (!buf) {
-        buf = new Uint8Array(this.pageSize);
-        this.pages.set(page, buf);
+        buf = new Uint8Array(size);
+        this.pages.set(pageNo, buf);
       }
-      const off = Number(cur - page);
-      const n = Math.min(bytes.length - done, Number(ps) - off);
-      buf.set(bytes.subarray(done, done + n), off);
+      const n = Math.min(bytes.length - done, size - off);
+      buf.set(n === bytes.length ? bytes : bytes.subarray(done, done + n), off);
       done += n;
+      pageNo++;
+      off = 0;
     }
   }
 
   has(pa: bigint, len: number | bigint): boolean {
     const n = BigInt(len);
-    if (pa < 0n || n < 0n) return false;
-    const ps = BigInt(this.pageSize);
-    for (let p = this.pageOf(pa); p < pa + n; p += ps) if (!this.pages.has(p)) return false;
+    if (pa < 0n || n < 0n || pa + n > U64_MAX + 1n) return false;
+    if (n === 0n) return true;
+    const first = Number(pa / this.ps);
+    const last = Number((pa + n - 1n) / this.ps);
+    for (let p = first; p <= last; p++) if (!this.pages.has(p)) return false;
     return true;
   }
 
   read(pa: bigint, len: number): Uint8Array {
     checkLen(len);
     if (!this.has(pa, len)) throw outsideMemory(pa, len);
+    if (len === 0) return new Uint8Array(0);
+    const size = this.pageSize;
+    let pageNo = Number(pa / this.ps);
+    let off = Number(pa % this.ps);
+    if (off + len <= size) return this.pages.get(pageNo)!.slice(off, off + len);
     const out = new Uint8Array(len);
     let done = 0;
     while (done < len) {
-      const cur = pa + BigInt(done);
-      const page = this.pageOf(cur);
-      const off = Number(cur - page);
-      const n = Math.min(len - done, this.pageSize - off);
-      out.set(this.pages.get(page)!.subarray(off, off + n), done);
+      const n = Math.min(len - done, size - off);
+      out.set(this.pages.get(pageNo)!.subarray(off, off + n), done);
       done += n;
+      pageNo++;
+      off = 0;
     }
     return out;
   }
 
   ranges(): PhysRange[] {
-    const ps = BigInt(this.pageSize);
     const out: PhysRange[] = [];
     for (const p of this.pageAddresses()) {
       const last = out[out.length - 1];
-      if (last && last.start + last.size === p) last.size += ps;
-      else out.push({ start: p, size: ps });
+      if (last && last.start + last.size === p) last.size += this.ps;
+      else out.push({ start: p, size: this.ps });
     }
     return out;
   }
