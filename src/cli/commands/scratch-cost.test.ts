@@ -1,5 +1,5 @@
 /**
- * `kho scratch-cost`. Oracles: the real 7.3.4 kernel's `scratch_len` for the same machine and
+ * `kho scratch-cost` (a cold boot of the simulated kernel decides). Oracles: the real 7.3.4 kernel's `scratch_len` for the same machine and
  * command line (explicit sizes, the default scale with and without reserve_mem, and a malformed
  * kho_scratch= that the kernel replaced by the default scale), and hand derivations of the explicit
  * grammar (lowmem and global as given, per node rounded up to CMA_MIN_ALIGNMENT_BYTES).
@@ -16,7 +16,7 @@ const lens = (scenario: string): bigint[] =>
     .trim()
     .split('\n')
     .map(BigInt);
-const sizes = (o: ScratchCostOptions): bigint[] => computeScratchCost(o).sizes.regions.map((r) => r.size);
+const sizes = (o: ScratchCostOptions): bigint[] => computeScratchCost(o).regions.map((r) => r.size);
 
 function run(o: ScratchCostOptions): { code: number; out: string; err: string } {
   let out = '';
@@ -44,7 +44,7 @@ test('default scale on the vectors’ 2 GiB machine: the kernel’s figures, mar
   // default-scale: kho=on reserve_mem=8M:2M:trace_buf -> lowmem 164 MiB, global 0, node 140 MiB
   const d = computeScratchCost({ mem: '2G', reserveMem: ['8M:2M:trace_buf'] });
   assert.deepEqual(
-    d.sizes.regions.map((r) => r.size),
+    d.regions.map((r) => r.size),
     lens('default-scale'),
   );
   assert.equal(d.estimate, true);
@@ -62,7 +62,7 @@ test('explicit grammar, hand-derived: per node rounded up to the pageblock size,
   // x86_64: A = 2 MiB. 1M lowmem and 3M global stay; 3M per node -> 4 MiB on each of 4 nodes.
   const c = computeScratchCost({ mem: '8G', numa: '4', khoScratch: '1M,3M,3M' });
   assert.deepEqual(
-    c.sizes.regions.map((r) => [r.kind, r.nid, r.size]),
+    c.regions.map((r) => [r.kind, r.nid, r.size]),
     [
       ['lowmem', undefined, 1n << 20n],
       ['global', undefined, 3n << 20n],
@@ -72,8 +72,8 @@ test('explicit grammar, hand-derived: per node rounded up to the pageblock size,
       ['node', 3, 4n << 20n],
     ],
   );
-  assert.equal(c.sizes.total, 20n << 20n);
-  assert.equal(c.sizes.arrayBytes, 6n * 16n);
+  assert.equal(c.total, 20n << 20n);
+  assert.equal(c.arrayBytes, 6n * 16n);
   // arm64 with 16K pages: pageblock 2^11 pages = 32 MiB
   assert.deepEqual(sizes({ mem: '4G', arch: 'arm64', pageSize: '16K', khoScratch: '16M,64M,1M' }), [
     16n << 20n,
@@ -119,4 +119,23 @@ test('usage errors exit 2; a bad reserve_mem exits 1', () => {
   const r = run({ mem: '2G', reserveMem: ['8M'] });
   assert.equal(r.code, 1);
   assert.match(r.err, /reserve_mem: empty or malformed parameter/);
+});
+
+test("a reservation the machine cannot hold: the kernel's messages, no regions, exit 1", () => {
+  // 4 GiB of global scratch on a 2 GiB machine: kho_reserve_scratch() fails at the global area
+  const r = run({ mem: '2G', khoScratch: '16M,4G,1G', json: true });
+  assert.equal(r.code, 1);
+  const j = JSON.parse(r.out) as { reserved: boolean; regions: unknown[]; kernelLog: string[] };
+  assert.equal(j.reserved, false);
+  assert.deepEqual(j.regions, []);
+  assert.deepEqual(j.kernelLog.slice(-2), [
+    'KHO: Failed to reserve global scratch buffer',
+    'KHO: Failed to reserve scratch area, disabling kexec handover',
+  ]);
+  assert.match(r.err, /could not reserve scratch/);
+});
+
+test('spaces cannot smuggle other parameters onto the simulated command line', () => {
+  assert.equal(run({ mem: '2G', khoScratch: '16M,64M,32M kho=off' }).code, 2);
+  assert.equal(run({ mem: '2G', reserveMem: ['8M:2M:a reserve_mem=1M:0:b'] }).code, 2);
 });

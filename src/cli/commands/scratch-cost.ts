@@ -2,93 +2,36 @@
  * `kho scratch-cost --mem SIZE [--numa N] [--kho-scratch SPEC] [--json]`: the scratch reservation the
  * kernel would make at a cold boot of such a machine, per region and in total, and its share of memory.
  *
- * Contract: the sizes come from `computeScratchSizes()` in src/sim/kernel/scratch.ts, the one
- * implementation the simulator's boot uses (spec §3.3). With explicit sizes (`L,G,P`) the result is
- * exact: lowmem and global as given, each node round_up(P, CMA_MIN_ALIGNMENT_BYTES). With a scale
- * (`N%`, or the default 200 % when the option is absent or malformed, as the kernel does) the sizes
- * depend on the kernel's early memblock reservations, which no file on a machine-to-be states:
- * `estimateKernelReservations()` models them (kernel image and fixed early data on node 0, the
- * memmap per node, node-less reservations and `reserve_mem=` near the top of RAM), calibrated on the
- * Linux 7.3.4 vectors (2 GiB QEMU x86_64: lowmem 164 MiB with reserve_mem=8M, 148 MiB without, node
- * 140 MiB). Scaled figures are printed as estimates, and `--json` carries `estimate: true`.
- * A malformed `--kho-scratch` is reported as the kernel reports it (`Malformed early option
- * 'kho_scratch'`), the default scale is shown, and the exit status is 1.
- * Exit status: 0 ok, 1 malformed --kho-scratch / --reserve-mem, 2 usage (bad --mem, --numa, ...).
+ * Contract: the figures are the simulator's own: a simulated machine of that shape cold-boots the
+ * default simulated kernel (the vectors' 7.3.4 configuration) with `kho=on`, the given `kho_scratch=`
+ * and `reserve_mem=` values, and its `kho_reserve_scratch()` (src/sim/kernel/scratch.ts,
+ * `computeScratchSizes` + `reserveScratch`) decides. With explicit sizes (`L,G,P`) that is exact:
+ * lowmem and global as given, each node round_up(P, CMA_MIN_ALIGNMENT_BYTES). With a scale (`N%`, or
+ * the default 200 % when the option is absent or malformed, as the kernel does) the sizes follow the
+ * simulated kernel's early memblock reservations (kernel image, memmap, per-node data, hash tables,
+ * reserve_mem), which match the Linux 7.3.4 vectors on their 2 GiB machine but are a model elsewhere:
+ * they are printed as estimates and `--json` carries `estimate: true`.
+ * When the kernel cannot reserve scratch (too little memory) its log lines say why and the exit
+ * status is 1. A malformed `--kho-scratch` is shown as the kernel treats it (`Malformed early option
+ * 'kho_scratch'`, default scale) and also exits 1.
+ * Exit status: 0 ok, 1 malformed --kho-scratch / --reserve-mem or scratch not reservable, 2 usage.
+ * Booting machines of several TiB takes seconds; a progress line goes to stderr from 4 TiB on.
  *
- * JSON: `{ machine: {arch, memory, numa, pageSize, alignment}, kernelLog, config: {kind:
- * 'scale'|'sizes', scale?, lowmem?, global?, pernode?}, valid, regions: [{kind, nid?, size, share,
- * why}], total, share, count, arrayBytes, estimate, reservations?: {kernLow, kernAll, nodes, parts} }`;
- * sizes are `"0x..."` strings, shares are percentages of installed memory (numbers).
+ * JSON: `{ machine: {arch, memory, numa, pageSize, alignment}, config: {kind: 'scale'|'sizes', scale?,
+ * lowmem?, global?, pernode?}, kernelLog: [string], valid, reserved, khoEnabled, regions: [{kind, nid?, size,
+ * share, why}], total, share, count, arrayBytes, estimate }`; sizes are `"0x..."` strings, shares are
+ * percentages of installed memory (numbers).
  */
 import type { Command } from 'commander';
 import { KhoError } from '../../errors.ts';
 import { type KhoScratchConfig, parseKhoScratch, parseReserveMem } from '../../sim/kernel/cmdline.ts';
-import { computeScratchSizes, type ScratchSizes } from '../../sim/kernel/scratch.ts';
-import { buildLayout } from '../../sim/machine/firmware.ts';
-import { type Arch, type MachineSpec, resolveMachineSpec } from '../../sim/machine/spec.ts';
+import { DEFAULT_IMAGE, Kernel } from '../../sim/kernel/kernel.ts';
+import { computeScratchSizes, type ScratchRegionSize } from '../../sim/kernel/scratch.ts';
+import { Machine } from '../../sim/machine/machine.ts';
+import type { Arch, MachineSpec } from '../../sim/machine/spec.ts';
 import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, reportError, toJson } from '../common.ts';
 import { type Io, stdio } from './inspect.ts';
 import { humanSize } from './plan.ts';
-
-const MiB = 1n << 20n;
-
-/** `sizeof(struct page)` on 64-bit kernels without debug options. */
-export const STRUCT_PAGE_BYTES = 64n;
-/** Kernel image and fixed early allocations, on node 0 below 4 GiB (calibrated: 37.5 MiB). */
-export const FIXED_KERNEL_RESERVATIONS = (75n * MiB) / 2n;
-/** Early reservations made without a node (before or outside NUMA setup), near the top of RAM. */
-export const NODELESS_RESERVATIONS = 4n * MiB;
-
-export interface KernelReservations {
-  kernLow: bigint;
-  kernAll: bigint;
-  nodes: { nid: number; kern: bigint }[];
-  /** What the model counted, for humans. */
-  parts: string[];
-}
-
-/** The part of `[start, end)` below `limit` (exclusive). */
-const below = (start: bigint, end: bigint, limit: bigint): bigint =>
-  end <= limit ? end - start : start >= limit ? 0n : limit - start;
-
-/**
- * An estimate of `memblock_reserved_kern_size()` at `kho_reserve_scratch()` time for a machine (see
- * the module comment). `reserveMem` is the total of the command line's `reserve_mem=` regions.
- */
-export function estimateKernelReservations(spec: MachineSpec, reserveMem = 0n): KernelReservations {
-  const layout = buildLayout(spec);
-  const low = spec.archLowAddressLimit + 1n;
-  const pages = (b: bigint): bigint => b / BigInt(spec.pageSize);
-  const parts: string[] = [];
-  let kernLow = 0n;
-  let kernAll = 0n;
-  const nodes = layout.nodes
-    .filter((n) => n.ramBytes > 0n)
-    .map((n) => {
-      const ranges = layout.ram.filter((r) => r.nid === n.nid);
-      const ram = ranges.reduce((a, r) => a + (r.end - r.start), 0n);
-      const top = ranges.length ? ranges[ranges.length - 1].end : 0n; // ram is sorted ascending
-      const memmap = pages(ram) * STRUCT_PAGE_BYTES;
-      let kern = memmap;
-      kernLow += below(top - memmap, top, low);
-      if (n.nid === layout.nodes[0].nid) {
-        kern += FIXED_KERNEL_RESERVATIONS;
-        kernLow += FIXED_KERNEL_RESERVATIONS;
-      }
-      kernAll += kern;
-      parts.push(
-        `node ${n.nid}: memmap ${humanSize(memmap)}${n.nid === layout.nodes[0].nid ? ` + kernel image and early data ${humanSize(FIXED_KERNEL_RESERVATIONS)}` : ''}`,
-      );
-      return { nid: n.nid, kern };
-    });
-  const nodeless = NODELESS_RESERVATIONS + reserveMem;
-  kernAll += nodeless;
-  kernLow += below(layout.ramTop - nodeless, layout.ramTop, low);
-  parts.push(
-    `no node: early allocations ${humanSize(NODELESS_RESERVATIONS)}${reserveMem ? ` + reserve_mem ${humanSize(reserveMem)}` : ''}, at the top of RAM`,
-  );
-  return { kernLow, kernAll, nodes, parts };
-}
 
 export interface ScratchCostOptions {
   mem?: string;
@@ -103,18 +46,30 @@ export interface ScratchCostOptions {
 export interface ScratchCost {
   spec: MachineSpec;
   config: KhoScratchConfig;
-  /** The kernel's log line for the option, or its complaint. */
-  log: string | null;
+  /** The simulated kernel's command line. */
+  cmdline: string;
+  /** Its KHO, kho_scratch and reserve_mem log lines. */
+  kernelLog: string[];
+  /** False for a malformed --kho-scratch or --reserve-mem. */
   valid: boolean;
-  sizes: ScratchSizes;
+  /** Did the kernel reserve scratch? */
+  reserved: boolean;
+  /** Is KHO still on at the end of boot (kho_init can fail after the reservation)? */
+  khoEnabled: boolean;
+  regions: ScratchRegionSize[];
+  total: bigint;
+  count: number;
+  arrayBytes: bigint;
   estimate: boolean;
-  reservations: KernelReservations | null;
 }
 
 const usage = (m: string, expected?: string): KhoError =>
   new KhoError('CLI_USAGE', m, expected === undefined ? {} : { expected });
 
-export function computeScratchCost(opts: ScratchCostOptions): ScratchCost {
+/** Machines from this size on take a second or more to boot: say so on stderr. */
+export const PROGRESS_FROM = 4n << 40n;
+
+export function computeScratchCost(opts: ScratchCostOptions, progress?: (s: string) => void): ScratchCost {
   if (opts.mem === undefined) throw usage('--mem SIZE is required', 'e.g. --mem 64G');
   let numa = 1;
   if (opts.numa !== undefined) {
@@ -123,9 +78,12 @@ export function computeScratchCost(opts: ScratchCostOptions): ScratchCost {
   }
   if (opts.arch !== undefined && opts.arch !== 'x86_64' && opts.arch !== 'arm64')
     throw usage(`unknown arch '${opts.arch}'`, 'x86_64 or arm64');
-  let spec: MachineSpec;
+  for (const v of [opts.khoScratch, ...(opts.reserveMem ?? [])])
+    if (v !== undefined && (v === '' || /[\s"]/.test(v)))
+      throw usage(`'${v}' is not one kernel parameter value`, 'no spaces or quotes');
+  let machine: Machine;
   try {
-    spec = resolveMachineSpec({
+    machine = Machine.create({
       memory: opts.mem,
       numa,
       arch: (opts.arch ?? 'x86_64') as Arch,
@@ -136,45 +94,66 @@ export function computeScratchCost(opts: ScratchCostOptions): ScratchCost {
       throw new KhoError('CLI_USAGE', e.message, { ...(e.expected ? { expected: e.expected } : {}) });
     throw e;
   }
+  const spec = machine.spec;
   let config: KhoScratchConfig = { scale: 200, lowmem: 0n, global: 0n, pernode: 0n };
-  let log: string | null = null;
   let valid = true;
   if (opts.khoScratch !== undefined) {
     const p = parseKhoScratch(opts.khoScratch);
-    if (!p.ok) {
-      valid = false;
-      log = `Malformed early option 'kho_scratch' (${p.reason}): the kernel keeps the default scale of 200%`;
-    } else if (p.kind === 'scale') {
-      config = { scale: p.scale, lowmem: 0n, global: 0n, pernode: 0n };
-      log = p.log.text;
-    } else {
-      config = { scale: 0, lowmem: p.lowmem, global: p.global, pernode: p.pernode };
-      log = p.log.text;
-    }
+    if (!p.ok) valid = false;
+    else if (p.kind === 'scale') config = { scale: p.scale, lowmem: 0n, global: 0n, pernode: 0n };
+    else config = { scale: 0, lowmem: p.lowmem, global: p.global, pernode: p.pernode };
   }
-  let reserveMem = 0n;
-  for (const r of opts.reserveMem ?? []) {
-    const p = parseReserveMem(r);
-    if (!p.ok) {
-      valid = false;
-      log = `${log ? `${log}; ` : ''}reserve_mem=${r}: ${p.log.text}`;
-      continue;
-    }
-    reserveMem += p.size;
-  }
-  const estimate = config.scale !== 0;
-  const reservations = estimate ? estimateKernelReservations(spec, reserveMem) : null;
-  const layout = buildLayout(spec);
-  const sizes = computeScratchSizes({
+  for (const r of opts.reserveMem ?? []) if (!parseReserveMem(r).ok) valid = false;
+  const cmdline = [
+    'kho=on',
+    ...(opts.khoScratch !== undefined ? [`kho_scratch=${opts.khoScratch}`] : []),
+    ...(opts.reserveMem ?? []).map((r) => `reserve_mem=${r}`),
+  ].join(' ');
+  if (spec.memorySize >= PROGRESS_FROM && progress)
+    progress(`booting a simulated ${humanSize(spec.memorySize)} machine to see its scratch reservation...`);
+  // the vectors' kernel configuration, built for the machine's architecture
+  const k = Kernel.boot(machine, { cmdline, image: { ...DEFAULT_IMAGE, arch: spec.arch } });
+  const kernelLog = k.log
+    .messages()
+    .filter((l) => /^KHO: |^Malformed early option 'kho_scratch'|^reserve_mem/.test(l));
+  const nodeIds = machine.nodes.filter((n) => n.ramBytes > 0n).map((n) => n.nid);
+  // The size rules' own explanations (explicit sizes need no reservation figures).
+  const rules = computeScratchSizes({
     config,
     alignment: spec.cmaMinAlignment,
-    kernLow: reservations?.kernLow ?? 0n,
-    kernAll: reservations?.kernAll ?? 0n,
-    nodes:
-      reservations?.nodes ??
-      layout.nodes.filter((n) => n.ramBytes > 0n).map((n) => ({ nid: n.nid, kern: 0n })),
-  });
-  return { spec, config, log, valid, sizes, estimate, reservations };
+    kernLow: 0n,
+    kernAll: 0n,
+    nodes: nodeIds.map((nid) => ({ nid, kern: 0n })),
+  }).regions;
+  // kho_reserve_scratch() result; KHO may still be disabled later in boot (kho_init), which the log says
+  const areas = k.kho.scratch;
+  const reserved = areas.length > 0;
+  const A = humanSize(spec.cmaMinAlignment);
+  const regions: ScratchRegionSize[] = reserved
+    ? areas.map((a, i) => ({
+        ...(rules[i] ?? { kind: 'node' as const }),
+        size: a.size,
+        why:
+          config.scale === 0
+            ? (rules[i]?.why ?? '')
+            : `${config.scale}% of the kernel's early reservations${i === 0 ? ' below the low limit' : i === 1 ? ' minus lowmem' : ` on node ${rules[i]?.nid}`}, rounded up to ${A}${i === 1 && a.size === 0n ? ' (0: lowmem already covers them)' : ''}`,
+      }))
+    : [];
+  const total = regions.reduce((s, r) => s + r.size, 0n);
+  return {
+    spec,
+    config,
+    cmdline,
+    kernelLog,
+    valid,
+    reserved,
+    khoEnabled: k.kho.enabled,
+    regions,
+    total,
+    count: regions.length,
+    arrayBytes: BigInt(regions.length) * 16n,
+    estimate: config.scale !== 0,
+  };
 }
 
 const pct = (part: bigint, whole: bigint): number => Math.round((Number(part) / Number(whole)) * 10000) / 100;
@@ -186,39 +165,43 @@ export function formatScratchCost(c: ScratchCost): string {
   lines.push(
     `KHO scratch at a cold boot of a ${humanSize(s.memorySize)} ${s.arch} machine, ${s.numaNodes} NUMA node${s.numaNodes === 1 ? '' : 's'}, ${s.pageSize / 1024} KiB pages (${how}):`,
   );
-  if (c.log) lines.push(`  kernel: ${c.log}`);
-  const rows = c.sizes.regions.map((r) => [
-    r.kind === 'node' ? `node ${r.nid}` : r.kind,
-    `${humanSize(r.size)}${c.estimate ? ' (est.)' : ''}`,
-    `${pct(r.size, s.memorySize).toFixed(2)}%`,
-    r.why,
-  ]);
-  rows.unshift(['region', 'size', 'of memory', 'how']);
-  rows.push([
-    'total',
-    `${humanSize(c.sizes.total)}${c.estimate ? ' (est.)' : ''}`,
-    `${pct(c.sizes.total, s.memorySize).toFixed(2)}%`,
-    '',
-  ]);
-  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows)
+  for (const l of c.kernelLog) lines.push(`  kernel: ${l}`);
+  if (!c.reserved) {
     lines.push(
-      `  ${r
-        .map((x, i) => (i === r.length - 1 ? x : x.padEnd(w[i])))
-        .join('  ')
-        .trimEnd()}`,
+      '  the kernel reserves no scratch on this machine: KHO is disabled at boot (see its log above)',
     );
-  lines.push(
-    `  scratch array: ${c.sizes.count} entries, ${c.sizes.arrayBytes} bytes; regions aligned to ${humanSize(s.cmaMinAlignment)}`,
-  );
-  if (c.estimate && c.reservations) {
+  } else {
+    const est = c.estimate ? ' (est.)' : '';
+    const rows = c.regions.map((r) => [
+      r.kind === 'node' ? `node ${r.nid}` : r.kind,
+      `${humanSize(r.size)}${est}`,
+      `${pct(r.size, s.memorySize).toFixed(2)}%`,
+      r.why,
+    ]);
+    rows.unshift(['region', 'size', 'of memory', 'how']);
+    rows.push(['total', `${humanSize(c.total)}${est}`, `${pct(c.total, s.memorySize).toFixed(2)}%`, '']);
+    const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    for (const r of rows)
+      lines.push(
+        `  ${r
+          .map((x, i) => (i === r.length - 1 ? x : x.padEnd(w[i])))
+          .join('  ')
+          .trimEnd()}`,
+      );
     lines.push(
-      `estimate: with a scale the sizes follow the kernel's early memblock reservations, which kho models (${c.reservations.parts.join('; ')}), calibrated on Linux 7.3.4 under QEMU; a real kernel's config, firmware and command line move them. Use explicit sizes (--kho-scratch L,G,P) for exact figures.`,
+      `  scratch array: ${c.count} entries, ${c.arrayBytes} bytes; regions aligned to ${humanSize(s.cmaMinAlignment)}`,
     );
   }
-  lines.push(
-    'note: scratch stays usable for movable allocations (it is handed to the page allocator as CMA); it is memory the kernel cannot use for unmovable data.',
-  );
+  if (c.reserved && !c.khoEnabled)
+    lines.push('note: this kernel reserved scratch but then disabled KHO later in boot (see its log above)');
+  if (c.estimate)
+    lines.push(
+      "estimate: scaled sizes follow the kernel's early memblock reservations; these are the simulated kernel's (kernel image, memmap, per-node data, hash tables, reserve_mem), which reproduce Linux 7.3.4 on the vectors' 2 GiB QEMU machine. A real kernel's config, firmware and command line move them: use explicit sizes (--kho-scratch L,G,P) for exact figures.",
+    );
+  if (c.reserved)
+    lines.push(
+      'note: scratch stays usable for movable allocations (it is handed to the page allocator as CMA); it is memory the kernel cannot use for unmovable data.',
+    );
   return `${lines.join('\n')}\n`;
 }
 
@@ -236,39 +219,35 @@ export function scratchCostJson(c: ScratchCost): unknown {
       c.config.scale === 0
         ? { kind: 'sizes', lowmem: c.config.lowmem, global: c.config.global, pernode: c.config.pernode }
         : { kind: 'scale', scale: c.config.scale },
-    kernelLog: c.log,
+    kernelLog: c.kernelLog,
     valid: c.valid,
-    regions: c.sizes.regions.map((r) => ({
+    reserved: c.reserved,
+    khoEnabled: c.khoEnabled,
+    regions: c.regions.map((r) => ({
       kind: r.kind,
       ...(r.nid !== undefined ? { nid: r.nid } : {}),
       size: r.size,
       share: pct(r.size, s.memorySize),
       why: r.why,
     })),
-    total: c.sizes.total,
-    share: pct(c.sizes.total, s.memorySize),
-    count: c.sizes.count,
-    arrayBytes: c.sizes.arrayBytes,
+    total: c.total,
+    share: pct(c.total, s.memorySize),
+    count: c.count,
+    arrayBytes: c.arrayBytes,
     estimate: c.estimate,
-    ...(c.reservations
-      ? {
-          reservations: {
-            kernLow: c.reservations.kernLow,
-            kernAll: c.reservations.kernAll,
-            nodes: c.reservations.nodes,
-            parts: c.reservations.parts,
-          },
-        }
-      : {}),
   };
 }
 
 export function runScratchCost(opts: ScratchCostOptions, io: Io = stdio): number {
   try {
-    const c = computeScratchCost(opts);
+    const c = computeScratchCost(opts, (m) => process.stderr.write(`kho: ${m}\n`));
     io.out(opts.json ? `${toJson(scratchCostJson(c))}\n` : formatScratchCost(c));
-    if (!c.valid) {
-      process.stderr.write(`kho: ${c.log}\n`);
+    if (!c.valid || !c.reserved) {
+      const why = !c.valid
+        ? (c.kernelLog.find((l) => /Malformed|reserve_mem/.test(l)) ??
+          `kho_scratch=${opts.khoScratch ?? ''} or a reserve_mem= value is malformed`)
+        : 'the kernel could not reserve scratch on this machine';
+      process.stderr.write(`kho: ${why}\n`);
       return EXIT_INVALID;
     }
     return EXIT_OK;
@@ -292,9 +271,10 @@ export function registerScratchCost(program: Command): void {
     .addHelpText(
       'after',
       `
-Explicit sizes are exact; scaled sizes (N%, or the default) are estimates from a model of the kernel's
-early reservations.
-Exit status: 0 ok, 1 malformed --kho-scratch or --reserve-mem (shown as the kernel treats it), 2 usage.
+The figures come from cold-booting a simulated machine of that shape. Explicit sizes are exact;
+scaled sizes (N%, or the default) are estimates: they follow the simulated kernel's early reservations.
+Exit status: 0 ok, 1 malformed --kho-scratch or --reserve-mem (shown as the kernel treats it) or no
+scratch reservable, 2 usage.
 
 Examples:
   kho scratch-cost --mem 2G --kho-scratch 16M,64M,32M
