@@ -43,3 +43,20 @@ export function printJson(value: unknown): void {
 }
 
 export const color = pc;
+
+let brokenPipeGuard = false;
+
+/**
+ * Exit quietly when the reader of stdout goes away (`kho ... | head`): without this, Node reports the
+ * EPIPE as an unhandled 'error' event with a stack trace. Keeps an exit status already set (1 after a
+ * bad file), else 0. Other stdout errors print one `kho: IO_...` line and exit 1. Idempotent.
+ */
+export function exitQuietlyOnBrokenPipe(): void {
+  if (brokenPipeGuard) return;
+  brokenPipeGuard = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK);
+    reportError(undefined, e);
+    process.exit(EXIT_INVALID);
+  });
+}

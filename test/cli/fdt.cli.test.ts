@@ -96,6 +96,21 @@ test('the oracle corpus holds the real DTBs and the KHO vectors', () => {
   assert.ok(BLOBS.filter((b) => b.file.startsWith(VECTORS)).length >= 5);
 });
 
+test('every real DTB in test/fixtures/dtb-real has its origin and license in the README there', () => {
+  const readme = readFileSync(join(FIXTURES, 'README.md'), 'utf8');
+  const dtbs = readdirSync(FIXTURES).filter((f) => f.endsWith('.dtb'));
+  assert.ok(dtbs.length >= 30);
+  for (const f of dtbs) {
+    const row = readme.split('\n').find((l) => l.startsWith(`| \`${f}\` |`));
+    assert.ok(row, `${f} is listed`);
+    assert.match(
+      row,
+      /^\| `[^`]+` \| (linux-source-6\.1 |qemu-system-data|u-boot-qemu)[^|]*\| [^|]*(GPL|MIT|BSD)[^|]*\|$/,
+      row,
+    );
+  }
+});
+
 test('kho fdt get = fdtget for every property of every real blob (default, x, hhx, hx, s; -p; -l)', async (t) => {
   if (!oracle(t, 'fdtget')) return;
   let queries = 0;
@@ -231,6 +246,20 @@ test('spawned: bad files (cut-short KHO fdt, bad magic, missing) give one line e
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('spawned: a reader that stops early (| head) ends kho quietly, no EPIPE stack trace', () => {
+  const big = join(FIXTURES, 'linux-arm64-qcom-sc7280-herobrine-crd.dtb'); // 160 KB of DTS text: more than a pipe holds
+  const r = spawnSync(
+    'bash',
+    ['-c', `set -o pipefail; "${process.execPath}" "${KHO}" fdt dts "${big}" | head -c 16`],
+    {
+      cwd: ROOT,
+    },
+  );
+  assert.equal(r.stdout.toString(), '/dts-v1/;\n\n/ {\n\t');
+  assert.equal(r.stderr.toString(), '');
+  assert.equal(r.status, 0);
 });
 
 test('spawned: --help of every fdt command shows examples', () => {

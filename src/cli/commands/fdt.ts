@@ -24,7 +24,14 @@ import { toDtsBytes } from '../../fdt/dts.ts';
 import { type FdtBlob, type FdtNodeView, lookupPath, parseFdt } from '../../fdt/reader.ts';
 import { checkFdt, firstError } from '../../fdt/validate.ts';
 import { encodeDtc } from '../../fdt/write-dtc.ts';
-import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, reportError, toJson } from '../common.ts';
+import {
+  EXIT_INVALID,
+  EXIT_OK,
+  EXIT_USAGE,
+  exitQuietlyOnBrokenPipe,
+  reportError,
+  toJson,
+} from '../common.ts';
 import { findingLine } from './inspect-format.ts';
 
 /** Where command output goes (stdout by default; tests pass their own). */
@@ -324,6 +331,7 @@ export function runFdtCheck(files: string[], opts: { json?: boolean }, io: FdtIo
 
 /** Run a command body: usage problems exit 2 with one line, anything else is the body's status. */
 function act(body: () => number): void {
+  exitQuietlyOnBrokenPipe();
   try {
     process.exitCode = body();
   } catch (e) {
