@@ -296,3 +296,23 @@ print(struct.unpack_from('<I',b,0x260)[0], struct.unpack_from('<I',b,0x230)[0], 
   assert.equal(img.x86?.prefAddress, py[2]);
   assert.equal(img.x86?.payloadSize, img.fileSize - (py[3] + 1n) * 512n);
 });
+
+test('hostile descriptions: deep nesting, huge numbers and odd types are KhoErrors', () => {
+  const enc = (s: string) => new TextEncoder().encode(s);
+  const deep = `{"kind":"kho-simulated-kernel","config":${'['.repeat(200000)}${']'.repeat(200000)}}`;
+  for (const text of [
+    deep.slice(0, 1 << 20),
+    `{${'"a":{'.repeat(50000)}`,
+    desc({ memSize: 1e300 }),
+    desc({ memSize: '0x1ffffffffffffffff' }),
+    desc({ memSize: '99999999999999999999G' }),
+    desc({ producers: { kho_test: { enabled: [1, 2] } } }),
+    '{"__proto__": {"kind": "kho-simulated-kernel"}}',
+  ]) {
+    assert.equal(code(() => loadKernelImage(enc(text))).code, 'SIM_BAD_IMAGE_DESCRIPTION', text.slice(0, 60));
+  }
+  assert.equal(
+    code(() => loadKernelImage(enc(`{${' '.repeat(1 << 20)}}`))).code,
+    'SIM_BAD_IMAGE_DESCRIPTION',
+  );
+});
