@@ -15,7 +15,7 @@
  * status is 1. A malformed `--kho-scratch` is shown as the kernel treats it (`Malformed early option
  * 'kho_scratch'`, default scale) and also exits 1.
  * Exit status: 0 ok, 1 malformed --kho-scratch / --reserve-mem or scratch not reservable, 2 usage.
- * Booting machines of several TiB takes seconds; a progress line goes to stderr from 4 TiB on.
+ * Booting machines of several TiB takes seconds; a progress line goes to stderr from 2 TiB on.
  *
  * JSON: `{ machine: {arch, memory, numa, pageSize, alignment}, config: {kind: 'scale'|'sizes', scale?,
  * lowmem?, global?, pernode?}, kernelLog: [string], valid, reserved, khoEnabled, regions: [{kind, nid?, size,
@@ -67,7 +67,7 @@ const usage = (m: string, expected?: string): KhoError =>
   new KhoError('CLI_USAGE', m, expected === undefined ? {} : { expected });
 
 /** Machines from this size on take a second or more to boot: say so on stderr. */
-export const PROGRESS_FROM = 4n << 40n;
+export const PROGRESS_FROM = 2n << 40n;
 
 export function computeScratchCost(opts: ScratchCostOptions, progress?: (s: string) => void): ScratchCost {
   if (opts.mem === undefined) throw usage('--mem SIZE is required', 'e.g. --mem 64G');
