@@ -93,28 +93,34 @@ class IntervalSet {
   add(start: number, end: number, tag: string): void {
     if (start >= end) return;
     this.remove(start, end);
-    const i = this.lowerBound(start);
+    let i = this.lowerBound(start);
     this.list.splice(i, 0, { start, end, tag });
-    // merge equal-tag neighbours
-    const merged: Interval[] = [];
-    for (const it of this.list) {
-      const p = merged[merged.length - 1];
-      if (p && p.end === it.start && p.tag === it.tag) p.end = it.end;
-      else merged.push({ ...it });
+    // merge equal-tag neighbours (the list is kept merged, so only the new entry's neighbours can join)
+    const prev = this.list[i - 1];
+    if (prev && prev.end === start && prev.tag === tag) {
+      prev.end = end;
+      this.list.splice(i, 1);
+      i--;
     }
-    this.list = merged;
+    const cur = this.list[i];
+    const next = this.list[i + 1];
+    if (next && cur.end === next.start && next.tag === cur.tag) {
+      cur.end = next.end;
+      this.list.splice(i + 1, 1);
+    }
   }
 
   remove(start: number, end: number): void {
-    const out: Interval[] = [];
-    for (const it of this.list) {
-      if (it.end <= start || it.start >= end) out.push(it);
-      else {
-        if (it.start < start) out.push({ start: it.start, end: start, tag: it.tag });
-        if (it.end > end) out.push({ start: end, end: it.end, tag: it.tag });
-      }
+    if (start >= end) return;
+    const i = this.lowerBound(start);
+    let j = i;
+    const keep: Interval[] = [];
+    for (; j < this.list.length && this.list[j].start < end; j++) {
+      const it = this.list[j];
+      if (it.start < start) keep.push({ start: it.start, end: start, tag: it.tag });
+      if (it.end > end) keep.push({ start: end, end: it.end, tag: it.tag });
     }
-    this.list = out;
+    if (j > i) this.list.splice(i, j - i, ...keep);
   }
 }
 
