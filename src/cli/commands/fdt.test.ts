@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -283,4 +283,21 @@ test('kho fdt dts: one file goes to stdout; more than one needs --out-dir (exit 
   assert.equal(two.code, 2);
   assert.match(two.stderr, /^kho: CLI_USAGE: 2 input files need --out-dir DIR/);
   assert.equal(two.stdout.length, 0);
+});
+
+test('kho fdt dts --out-dir: two inputs with one name do not overwrite each other (CLI_OUTPUT_CLASH)', async (t) => {
+  if (!oracle(t, 'dtc')) return;
+  await withTempDirAsync(async (dir) => {
+    const x = join(dir, 'x', 'board.dtb');
+    const y = join(dir, 'y', 'board.dtb');
+    mkdirSync(join(dir, 'x'));
+    mkdirSync(join(dir, 'y'));
+    writeFileSync(x, readFileSync(ROCKPRO));
+    writeFileSync(y, readFileSync(join(FIXTURES, 'qemu-bamboo.dtb')));
+    const r = await runCli(['fdt', 'dts', x, y, '-o', join(dir, 'out')]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^kho: .*y\/board\.dtb: CLI_OUTPUT_CLASH: [^\n]+\n$/);
+    const want = spawnSync('dtc', ['-q', '-I', 'dtb', '-O', 'dts', x]).stdout;
+    assert.deepEqual(readFileSync(join(dir, 'out', 'board.dts')), want);
+  });
 });
