@@ -464,7 +464,7 @@ function main(): void {
   const every = (n: number) => everyKth(files.length, n);
   const lines = [
     `corpus: ${dir} (${note})`,
-    `files: ${files.length} (${rejected.length} rejected by kho's reader), ${totalBytes} bytes; encoders on ${every(encIdx.length)}, read-write build on ${every(rwIdx.length)}; node ${process.version}; ${args.rounds} rounds of >= ${args.seconds} s`,
+    `files: ${files.length} (${rejected.length} rejected by kho's reader), ${totalBytes} bytes; encoders on ${every(encIdx.length)}${args.rw ? `, read-write build on ${every(rwIdx.length)}` : ''}; node ${process.version}; ${args.rounds} rounds of >= ${args.seconds} s`,
     'MB/s from the fastest pass (the machine is shared; load only ever adds time); "median" columns from median passes',
     '',
     `${'measure'.padEnd(33)}${'files'.padStart(6)}${'kho MB/s'.padStart(10)}${'libfdt MB/s'.padStart(13)}${'kho/libfdt'.padStart(12)}${'(median)'.padStart(10)}${'target'.padStart(8)}`,
