@@ -11,6 +11,7 @@ import { head, sha256sum, tail, wc, xxd } from './bytes.ts';
 import { find } from './find.ts';
 import { grep } from './grep.ts';
 import { ls } from './ls.ts';
+import { printf } from './printf.ts';
 import { stat } from './stat.ts';
 import { cut, sort, tr, uniq } from './text.ts';
 
@@ -25,6 +26,7 @@ export const CORE_TOOLS: { name: string; handler: CommandHandler; description: s
   { name: 'head', handler: head, description: 'print the first lines or bytes' },
   { name: 'ls', handler: ls, description: 'list directory contents' },
   { name: 'mkdir', handler: mkdir, description: 'make directories' },
+  { name: 'printf', handler: printf, description: 'format and print arguments' },
   { name: 'pwd', handler: pwd, description: 'print the current directory' },
   { name: 'rm', handler: rm, description: 'remove files (in /tmp or /root)' },
   { name: 'rmdir', handler: rmdir, description: 'remove empty directories' },
