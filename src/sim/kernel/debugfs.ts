@@ -12,6 +12,9 @@
  *   - `out/fdt`: cold boot only; its length was fixed when `kho_init` created it (the 7.3 quirk: sub-trees
  *     added afterwards are cut off); content read live from the root FDT page.
  *   - `out/sub_fdts/<name>`: each outgoing sub-blob, `blob-size` bytes read live.
+ *   - `out/finalize` (kho-v1 profiles, mode 0600): reads `0\n`/`1\n`; writing a non-zero number runs
+ *     `kho_finalize` (6.18-7.0 may repeat it, writing 0 is -EINVAL; 6.16: writing the current state is
+ *     -EEXIST when finalized, -ENOENT when not, and abort (0 when finalized) is not modelled: -EOPNOTSUPP).
  *   - `in/fdt` (the incoming root, `totalsize` bytes) and `in/sub_fdts/<name>` (KHO boot): read live
  *     from memory, so a consumer that freed its page shows whatever reused it (as the LUO vector does).
  * - `debugfsVfsDir(kernel)` wraps the same tree as a VFS directory (for `Vfs.mount('/sys/kernel/debug')`).
@@ -22,6 +25,7 @@ import type { DirNode, FileNode, VNode, VStat } from '../shell/vfs.ts';
 import { DynFile } from '../shell/vfs.ts';
 import type { Kernel } from './kernel.ts';
 import { KERNEL_IMAGE_LAYOUT } from './kernel.ts';
+import { kernelError } from './kho.ts';
 import { formatScratchDebugfs } from './scratch.ts';
 
 export interface KernelFileTree {
@@ -29,6 +33,8 @@ export interface KernelFileTree {
   dirs: string[];
   /** Files: relative path → content at read time. */
   files: Map<string, () => Uint8Array>;
+  /** Writable files: relative path → write handler (throws the kernel's errors as KhoError). */
+  writers: Map<string, (data: Uint8Array) => void>;
 }
 
 const text = (s: string) => () => new TextEncoder().encode(s);
@@ -37,7 +43,8 @@ const text = (s: string) => () => new TextEncoder().encode(s);
 export function debugfsKhoTree(k: Kernel): KernelFileTree {
   const dirs: string[] = [];
   const files = new Map<string, () => Uint8Array>();
-  if (!k.debugfsKho || !k.kho.enabled) return { dirs, files };
+  const writers = new Map<string, (data: Uint8Array) => void>();
+  if (!k.debugfsKho || !k.kho.enabled) return { dirs, files, writers };
   const mem = k.machine.memory;
   const read = (pa: bigint, len: number) => () => mem.read(pa, len);
   dirs.push('kho', 'kho/out', 'kho/out/sub_fdts');
@@ -52,7 +59,13 @@ export function debugfsKhoTree(k: Kernel): KernelFileTree {
   files.set(`kho/out/${name}_phys`, () =>
     new TextEncoder().encode(formatScratchDebugfs(k.scratch).scratchPhys),
   );
-  for (const s of k.kho.outSubtrees()) files.set(`kho/out/sub_fdts/${s.name}`, read(s.phys, Number(s.size)));
+  for (const s of k.kho.outSubtrees())
+    if (k.profile.hasBlobSize || k.kho.rootBuilt)
+      files.set(`kho/out/sub_fdts/${s.name}`, read(s.phys, Number(s.size)));
+  if (k.profile.needsFinalize) {
+    files.set('kho/out/finalize', text(`${k.kho.finalized ? 1 : 0}\n`));
+    writers.set('kho/out/finalize', (data) => finalizeWrite(k, data));
+  }
   const inc = k.kho.incoming;
   if (inc) {
     dirs.push('kho/in', 'kho/in/sub_fdts');
@@ -61,7 +74,20 @@ export function debugfsKhoTree(k: Kernel): KernelFileTree {
     for (const s of k.inSubFdts)
       files.set(`kho/in/sub_fdts/${s.name}`, read(s.phys, Math.min(Number(s.size), 1 << 24)));
   }
-  return { dirs, files };
+  return { dirs, files, writers };
+}
+
+function finalizeWrite(k: Kernel, data: Uint8Array): void {
+  const t = new TextDecoder().decode(data).trim();
+  if (!/^\d{1,20}$/.test(t)) throw kernelError('EINVAL', `finalize: '${t}' is not a number`);
+  const v = BigInt(t);
+  const sixteen = k.profile.rootBuild === 'finalize-sw';
+  if (sixteen) {
+    if ((v !== 0n) === k.kho.finalized)
+      throw kernelError(k.kho.finalized ? 'EEXIST' : 'ENOENT', 'finalize: already in that state');
+    if (v === 0n) throw kernelError('EOPNOTSUPP', 'finalize: abort is not modelled');
+  } else if (v === 0n) throw kernelError('EINVAL', 'finalize: 0');
+  k.kho.finalize();
 }
 
 /** Every path of a tree, sorted (`kho`, `kho/in`, `kho/in/fdt`, ...), for comparing file sets. */
@@ -96,7 +122,11 @@ class TreeDir implements DirNode {
     const c = this.children().get(name);
     if (c === undefined) return undefined;
     if (c === 'dir') return new TreeDir(this.tree, this.prefix ? `${this.prefix}/${name}` : name);
-    const f: FileNode = new DynFile({ read: c, perm: 0o400 });
+    const path = this.prefix ? `${this.prefix}/${name}` : name;
+    const w = this.tree().writers.get(path);
+    const f: FileNode = w
+      ? new DynFile({ read: c, perm: 0o600, write: (data) => w(data) })
+      : new DynFile({ read: c, perm: 0o400 });
     return f;
   }
   stat(): VStat {

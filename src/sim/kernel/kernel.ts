@@ -190,12 +190,11 @@ export function profileForRelease(release: string): ProfileName | undefined {
   };
   let best: ProfileName | undefined;
   for (const p of Object.values(PROFILES)) {
-    const r = /^(\d+\.\d+)(?:-(\d+\.\d+))?/.exec(p.kernels);
+    const r = /^(\d+\.\d+)(?:-(\d+\.\d+))?(\+)?$/.exec(p.kernels);
     if (!r) continue;
     const lo = parse(r[1]);
-    const hi = r[2] ? parse(r[2]) : lo;
+    const hi = r[3] ? Number.POSITIVE_INFINITY : r[2] ? parse(r[2]) : lo;
     if (v >= lo && v <= hi) best = p.name;
-    if (!r[2] && v >= lo && !best) best = p.name;
   }
   return best;
 }
@@ -216,13 +215,16 @@ export function imageSpecOf(img: KernelImage | KernelImageSpec, current: KernelI
       memSize: d.memSize,
     };
   }
+  // A real image: its release says which KHO ABI it speaks (none before 6.16); its Kconfig is not in the
+  // header, so the running kernel's is assumed.
   const release = img.release ?? current.release;
   if (release === current.release && img.arch === current.arch) return current;
+  const profile = profileForRelease(release);
   return {
     release,
-    profile: profileForRelease(release) ?? current.profile,
+    profile: profile ?? current.profile,
     arch: img.arch,
-    config: current.config,
+    config: profile ? current.config : { ...current.config, CONFIG_KEXEC_HANDOVER: false },
   };
 }
 
@@ -462,9 +464,11 @@ export class Kernel {
   /** `kho_populate()`: validate the handover in memory; adopt scratch. */
   private populate(h: KexecHandoff): boolean {
     const { log, machine } = this;
-    const warn = (why: string, text: string): false => {
+    // 6.18-7.0 (kho-v1) log the error number with the last line; later kernels do not
+    const withErr = this.profile.name === 'kho-v1';
+    const warn = (why: string, text: string, err = -22): false => {
       log.warn(`KHO: ${text}`);
-      log.warn('KHO: disabling KHO revival');
+      log.warn(withErr ? `KHO: disabling KHO revival: ${err}` : 'KHO: disabling KHO revival');
       this.handoverRejected = why;
       return false;
     };
@@ -482,7 +486,7 @@ export class Kernel {
     if (!desc) return false; // nothing handed over: a cold boot as far as KHO goes
     const fdtPhys = desc.fdtAddr;
     if (!this.kho.phys.has(fdtPhys, desc.fdtSize) || desc.fdtSize > 1n << 20n)
-      return warn('unmappable FDT', `setup: failed to memremap FDT (${hex(fdtPhys)})`);
+      return warn('unmappable FDT', `setup: failed to memremap FDT (${hex(fdtPhys)})`, -12);
     const bytes = machine.memory.read(fdtPhys, Number(desc.fdtSize));
     let root: ReturnType<typeof decodeKhoRoot>;
     try {
@@ -491,15 +495,16 @@ export class Kernel {
     } catch (e) {
       if (!(e instanceof KhoError)) throw e;
       const n = e.code.startsWith('FDT_ERR_') ? -fdtErrno(e.code as Parameters<typeof fdtErrno>[0]) : -1;
-      return warn(`invalid FDT: ${e.message}`, `setup: handover FDT (${hex(fdtPhys)}) is invalid: ${n}`);
+      return warn(`invalid FDT: ${e.message}`, `setup: handover FDT (${hex(fdtPhys)}) is invalid: ${n}`, n);
     }
     if (root.compatible !== this.profile.compatible)
       return warn(
         `incompatible: '${root.compatible ?? ''}' is not '${this.profile.compatible}'`,
         `setup: handover FDT (${hex(fdtPhys)}) is incompatible with '${this.profile.compatible}': ${root.compatible === undefined ? -fdtErrno('FDT_ERR_NOTFOUND') : 1}`,
+        root.compatible === undefined ? -fdtErrno('FDT_ERR_NOTFOUND') : 1,
       );
     if (root.memoryMap === undefined || root.memoryMap === 0n)
-      return warn('no preserved-memory-map', 'setup: failed to get preserved memory map');
+      return warn('no preserved-memory-map', 'setup: failed to get preserved memory map', -2);
     const len = desc.scratchSize;
     if (len === 0n || len % 16n !== 0n || len > 1n << 16n || !this.kho.phys.has(desc.scratchAddr, len))
       return warn('bad scratch array', `setup: failed to memremap scratch (${hex(desc.scratchAddr)})`);
@@ -518,7 +523,11 @@ export class Kernel {
       blocks: [],
       trackerPages: [],
     };
-    log.info('KHO: found kexec handover data.');
+    log.info(
+      this.profile.name === 'kho-v1-6.16'
+        ? 'KHO: found kexec handover data. Will skip init for some devices'
+        : 'KHO: found kexec handover data.',
+    );
     return true;
   }
 
@@ -594,12 +603,17 @@ export class Kernel {
           log.warn(`KHO: broken KHO subnode '${s.name}': missing or invalid blob-size property`);
           continue;
         }
-        this.inSubFdts.push({ name: s.name, phys: s.phys, size: s.size ?? 0n });
+        this.inSubFdts.push({ name: s.name, phys: s.phys, size: s.size ?? kho.fdtTotalsizeAt(s.phys) });
       }
       return;
     }
     for (const a of kho.scratch) this.pfnRange(a.addr, a.size, (s, e) => this.buddy.initCmaReserved(s, e));
-    this.outFdtLen = kho.rootFdt().length;
+    // out/fdt: created now with the length the blob has now (6.16: only at finalize)
+    if (kho.rootBuilt) this.outFdtLen = kho.rootFdt().length;
+    else
+      kho.onFinalize = () => {
+        this.outFdtLen = kho.rootFdt().length;
+      };
   }
 
   private requireRunning(): void {

@@ -20,9 +20,16 @@
  * - Incoming: `retrieveSubtree(name)` (`kho_retrieve_subtree`), `restoreFolio(pa)`, `restorePages(pa,
  *   nr)`, `restoreVmalloc(desc)`: a block can be restored once, only at its head page (the
  *   `KHO_PAGE_MAGIC` stamp of the walk); anything else returns null and logs the kernel's WARN line once.
- * - Only radix-tree profiles (kho-v2 and later) have an outgoing side here; the incoming walk decodes
- *   every profile's map (bitmap chunks too) through `decodePreservedMemoryMap`.
+ * - Bitmap-chunk profiles (kho-v1): preserved blocks are tracked in memory and serialized only by
+ *   `finalize()` (`kho_finalize`: `encodeBitmapChunks` into freshly allocated pages, the previous
+ *   serialization freed, the root's `preserved-memory-map` patched; kho-v1-6.16 builds the whole root FDT
+ *   then and refuses later preserves and sub-trees with -EBUSY). Without finalize the map stays 0 and the
+ *   next kernel disables revival, as the real 6.16-7.0 kernels do. `finalize()` on a radix profile is
+ *   -EOPNOTSUPP (there is nothing to finalize). The incoming walk decodes every profile's map through
+ *   `decodePreservedMemoryMap`.
  */
+
+import { encodeBitmapChunks } from '../../abi/bitmap-chunks.ts';
 import { type KhoRoot, KhoRootBuilder } from '../../abi/kho-fdt.ts';
 import type { PhysMemory, PhysMemoryWriter, PhysRange } from '../../abi/memory/image.ts';
 import type { AbiProfile } from '../../abi/profile.ts';
@@ -102,6 +109,37 @@ export interface RestoredFolio {
   order: number;
 }
 
+/** The outgoing preserved-memory tracker: the radix tree, or kho-v1's bitmaps serialized at finalize. */
+interface MapTracker {
+  add(pa: bigint, order: number): void;
+  remove(pa: bigint, order: number): boolean;
+  readonly root: bigint;
+  readonly pages: readonly bigint[];
+}
+
+/** kho-v1: blocks in memory until `serialize()` writes bitmap pages and chunks (`kho_finalize`). */
+class BitmapTracker implements MapTracker {
+  root = 0n;
+  pages: bigint[] = [];
+  private readonly blocks = new Map<bigint, number>();
+  add(pa: bigint, order: number): void {
+    this.blocks.set(pa, order);
+  }
+  remove(pa: bigint, order: number): boolean {
+    if (this.blocks.get(pa) !== order) return false;
+    this.blocks.delete(pa);
+    return true;
+  }
+  serialize(kho: KhoCore): bigint {
+    for (const p of this.pages) kho.freePages(p, 0);
+    const blocks = [...this.blocks].map(([pa, order]) => ({ pa, order }));
+    const r = encodeBitmapChunks(blocks, kho.writer(), { endian: kho.profile.endian });
+    this.root = r.head;
+    this.pages = [...r.chunks, ...r.bitmaps];
+    return r.head;
+  }
+}
+
 export interface KhoSubtreeInfo {
   name: string;
   phys: bigint;
@@ -148,7 +186,11 @@ export class KhoCore {
   /** Physical memory (read interface for the ABI decoders). */
   readonly phys: PhysMemory;
 
-  private tree: RadixTreeWriter | null = null;
+  private tree: MapTracker | null = null;
+  /** kho-v1: `kho_finalize` has run (6.16: the state is frozen). */
+  finalized = false;
+  /** Called after `finalize()` (debugfs: 6.16 creates `out/fdt` then). */
+  onFinalize: (() => void) | undefined;
   private builder: KhoRootBuilder | null = null;
   private fdtPa = 0n;
   /** Outgoing preserved blocks: pfn → order (one bit each, no reference count). */
@@ -239,31 +281,59 @@ export class KhoCore {
    * the FDT itself written into it.
    */
   init(): void {
-    if (this.profile.memoryMap !== 'radix-tree')
-      throw new KhoError(
-        'SIM_UNSUPPORTED_PROFILE',
-        `the simulator models the outgoing side of radix-tree profiles only, not ${this.profile.name}`,
-        { expected: 'kho-v2, kho-v3, kho-v4 or kho-v4-bootmem' },
-      );
-    this.tree = new RadixTreeWriter(this.writer(), {
-      pageSize: Number(this.pageSize),
-      endian: this.profile.endian,
-    });
-    this.fdtPa = this.allocPreserve(Number(this.pageSize));
-    this.builder = new KhoRootBuilder(this.profile, this.tree.root);
+    if (this.profile.memoryMap === 'radix-tree') {
+      const tree = new RadixTreeWriter(this.writer(), {
+        pageSize: Number(this.pageSize),
+        endian: this.profile.endian,
+      });
+      this.tree = tree;
+      this.fdtPa = this.allocPreserve(Number(this.pageSize));
+      this.builder = new KhoRootBuilder(this.profile, tree.root);
+    } else {
+      this.tree = new BitmapTracker();
+      this.fdtPa = this.allocPreserve(Number(this.pageSize));
+      this.builder = new KhoRootBuilder(this.profile, 0n);
+    }
     this.writeRoot();
   }
 
-  private writeRoot(): void {
-    if (this.builder) this.machine.memory.write(this.fdtPa, this.builder.page());
+  /** Whether the root FDT exists in memory (always, except kho-v1-6.16 before finalize). */
+  get rootBuilt(): boolean {
+    return this.builder?.isBuilt ?? false;
   }
 
-  private requireInit(what: string): RadixTreeWriter {
+  /**
+   * `kho_finalize()` (kho-v1 profiles only): serialize the bitmaps and patch the root's map address;
+   * kho-v1-6.16 builds the whole root FDT here. -EOPNOTSUPP for radix profiles or with KHO off.
+   */
+  finalize(): void {
+    const tree = this.tree;
+    if (!this.enabled || !(tree instanceof BitmapTracker) || !this.builder)
+      throw kernelError(
+        'EOPNOTSUPP',
+        `kho_finalize: ${this.profile.name} has no finalize step or KHO is off`,
+      );
+    if (this.finalized && this.profile.rootBuild === 'finalize-sw')
+      throw kernelError('EEXIST', 'kho_finalize: already finalized');
+    const head = tree.serialize(this);
+    this.builder.finalize(head);
+    this.finalized = true;
+    this.writeRoot();
+    this.onFinalize?.();
+  }
+
+  private writeRoot(): void {
+    if (this.builder?.isBuilt) this.machine.memory.write(this.fdtPa, this.builder.page());
+  }
+
+  private requireInit(what: string): MapTracker {
     if (!this.enabled || !this.tree)
       throw kernelError(
         'EINVAL',
         `${what}: KHO is not enabled or not initialised yet (kho_init runs at fs_initcall)`,
       );
+    if (this.finalized && this.profile.rootBuild === 'finalize-sw')
+      throw kernelError('EBUSY', `${what}: the KHO state is finalized`);
     return this.tree;
   }
 
@@ -434,6 +504,8 @@ export class KhoCore {
     try {
       this.builder.addSubtree(name, pa, size);
     } catch (e) {
+      if (e instanceof KhoError && e.code === 'KHO_EBUSY')
+        throw kernelError('EBUSY', `kho_add_subtree: finalized`);
       if (e instanceof KhoError && e.code === 'KHO_EEXIST')
         throw kernelError('EEXIST', `kho_add_subtree: '${name}' exists`, { path: `/${name}`, cause: e });
       if (e instanceof KhoError)
@@ -479,7 +551,14 @@ export class KhoCore {
       this.log.warn(`KHO: broken KHO subnode '${name}': missing or invalid blob-size property`);
       throw kernelError('EINVAL', `kho_retrieve_subtree('${name}'): no blob-size`);
     }
-    return { name, phys: sub.phys, size: sub.size ?? 0n };
+    return { name, phys: sub.phys, size: sub.size ?? this.fdtTotalsizeAt(sub.phys) };
+  }
+
+  /** `fdt_totalsize` of an FDT at `pa` (kho-v1/v2 sub-blobs have no `blob-size`), 0 if none is there. */
+  fdtTotalsizeAt(pa: bigint): bigint {
+    if (!this.phys.has(pa, 8)) return 0n;
+    const dv = new DataView(this.machine.memory.read(pa, 8).buffer);
+    return dv.getUint32(0, false) === 0xd00dfeed ? BigInt(dv.getUint32(4, false)) : 0n;
   }
 
   /** Read an incoming sub-blob's bytes (`blob-size` long), or undefined when absent/unreadable. */
