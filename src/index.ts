@@ -39,5 +39,6 @@ export * from './fdt/values.ts';
 export { type DtcOptions, dtcRunsNameCheck, encodeDtc } from './fdt/write-dtc.ts';
 export { FdtRw, type FdtRwProperty } from './fdt/write-rw.ts';
 export { encodeSw, FDT_CREATE_FLAG_NO_NAME_DEDUP, FDT_SW_MAGIC, FdtSw } from './fdt/write-sw.ts';
+export * from './map/index.ts';
 export * from './sim/index.ts';
 export * from './sim/kexec/index.ts';

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { registerCompat } from './compat.ts';
+import { registerDebugfs } from './debugfs.ts';
 import { registerDiff } from './diff.ts';
 import { registerFdt } from './fdt.ts';
 import { registerInspect } from './inspect.ts';
+import { registerMap } from './map.ts';
 import { registerPlan } from './plan.ts';
 import { registerScratchCost } from './scratch-cost.ts';
 import { registerValidate } from './validate.ts';
@@ -15,5 +17,7 @@ export function registerCommands(program: Command): void {
   registerFdt(program);
   registerPlan(program);
   registerScratchCost(program);
+  registerMap(program);
   registerCompat(program);
+  registerDebugfs(program);
 }

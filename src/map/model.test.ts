@@ -1,0 +1,209 @@
+/**
+ * The map model's rules, by hand-derived cases and properties: lanes never overlap and lose nothing,
+ * attribution order (root FDT, sub-blob, reserve_mem, recorded folios, producer ranges, unknown),
+ * /proc/iomem parsing (end inclusive, indent = depth, bad lines skipped), the compressed axis
+ * (monotonic, exact at break points, a 4 KiB page wide enough in 1 TiB), and the simulated-kernel source.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { Kernel } from '../sim/kernel/kernel.ts';
+import { Machine } from '../sim/machine/machine.ts';
+import { compressedAxis, linearAxis, ticksLinear } from './axis.ts';
+import { allRegions, buildMemoryMap, MAX_LANES, type MapRegion, packLanes, parseIomem } from './model.ts';
+import { mapInputFromKernel, parseDmesgNodes } from './sources.ts';
+
+const reg = (start: bigint, end: bigint, label = ''): MapRegion => ({ start, end, kind: 'preserved', label });
+
+test('packLanes: overlapping regions go to overflow lanes; every lane sorted and non-overlapping', () => {
+  const lanes = packLanes('kho', [
+    reg(0x3000n, 0x4000n),
+    reg(0x0n, 0x2000n),
+    reg(0x1000n, 0x3000n),
+    reg(0x2000n, 0x2000n),
+  ]);
+  // [0,2000) and [2000,2000) (empty marker) and [3000,4000) fit in lane 1; [1000,3000) overlaps.
+  assert.deepEqual(
+    lanes.map((l) => [l.name, l.regions.map((r) => [r.start, r.end])]),
+    [
+      [
+        'kho',
+        [
+          [0x0n, 0x2000n],
+          [0x2000n, 0x2000n],
+          [0x3000n, 0x4000n],
+        ],
+      ],
+      ['kho #2', [[0x1000n, 0x3000n]]],
+    ],
+  );
+});
+
+test('packLanes property: nothing lost (up to MAX_LANES deep), no overlap inside a lane', () => {
+  const region = fc
+    .tuple(fc.bigInt({ min: 0n, max: 1n << 20n }), fc.bigInt({ min: 0n, max: 1n << 16n }))
+    .map(([s, len]) => reg(s, s + len));
+  fc.assert(
+    fc.property(fc.array(region, { maxLength: MAX_LANES }), (regions) => {
+      const lanes = packLanes('x', regions);
+      assert.equal(
+        lanes.reduce((a, l) => a + l.regions.length, 0),
+        regions.length,
+      );
+      for (const l of lanes)
+        for (let i = 1; i < l.regions.length; i++) assert.ok(l.regions[i - 1]!.end <= l.regions[i]!.start);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('packLanes on hostile input: bounded lanes, the rest counted in a note', () => {
+  const notes: string[] = [];
+  const same = Array.from({ length: 1000 }, () => reg(0n, 0x1000n));
+  const lanes = packLanes('kho', same, notes);
+  assert.equal(lanes.length, MAX_LANES);
+  assert.deepEqual(notes, [
+    `${1000 - MAX_LANES} kho region(s) overlap ${MAX_LANES} others at once and are not drawn`,
+  ]);
+});
+
+test('parseIomem: end inclusive, two spaces per level, malformed lines skipped and counted', () => {
+  const { entries, skipped } = parseIomem(
+    '00000000-00000fff : Reserved\n00100000-7ffdcfff : System RAM\n  01000000-01e34e47 : Kernel code\n' +
+      'garbage\n00002000-00001000 : backwards\nfd00000000-ffffffffff : Reserved\n',
+  );
+  assert.equal(skipped, 2);
+  assert.deepEqual(entries, [
+    { start: 0n, end: 0x1000n, name: 'Reserved', depth: 0 },
+    { start: 0x100000n, end: 0x7ffdd000n, name: 'System RAM', depth: 0 },
+    { start: 0x1000000n, end: 0x1e34e48n, name: 'Kernel code', depth: 1 },
+    { start: 0xfd00000000n, end: 0x10000000000n, name: 'Reserved', depth: 0 },
+  ]);
+});
+
+test('parseDmesgNodes: Initmem setup lines, end inclusive', () => {
+  assert.deepEqual(
+    parseDmesgNodes(
+      '[    0.056846] Initmem setup node 1 [mem 0x0000000040000000-0x000000007ffdcfff]\n' +
+        '[    0.056528] Initmem setup node 0 [mem 0x0000000000001000-0x000000003fffffff]\n',
+    ),
+    [
+      { nid: 0, start: 0x1000n, end: 0x40000000n },
+      { nid: 1, start: 0x40000000n, end: 0x7ffdd000n },
+    ],
+  );
+});
+
+test('attribution: root FDT, then sub-blob, reserve_mem, recorded folios, producer ranges, else unknown', () => {
+  const P = 0x1000n;
+  const map = buildMemoryMap({
+    source: 'hand-made',
+    rootFdt: 0x10000n,
+    preserved: [
+      { pa: 0x10000n, order: 0 }, // root FDT page
+      { pa: 0x20000n, order: 1 }, // holds sub-blob "memblock" at 0x21000
+      { pa: 0x40000n, order: 2 }, // inside reserve_mem
+      { pa: 0x50000n, order: 0 }, // a recorded folio
+      { pa: 0x60000n, order: 0 }, // a vmalloc page of kho_test
+      { pa: 0x70000n, order: 0 }, // nobody's
+    ],
+    subBlobs: [{ name: 'memblock', phys: 0x21000n, size: 0xdan }, { name: 'gone' }],
+    reserveMem: [{ name: 'r', start: 0x40000n, size: 0x10000n }],
+    producerBlocks: [{ producer: 'kho_test', label: 'kho_test folio', blocks: [{ pa: 0x50000n, order: 0 }] }],
+    producerRanges: [{ producer: 'kho_test', label: 'kho_test folios_info', start: 0x60000n, size: P }],
+    trackerPages: [0x80000n],
+  });
+  const kho = map.lanes.find((l) => l.name === 'kho')!.regions;
+  assert.deepEqual(
+    kho.map((r) => [r.start, r.end, r.kind, r.producer]),
+    [
+      [0x10000n, 0x11000n, 'kho-fdt', 'kho'],
+      [0x20000n, 0x22000n, 'preserved', 'memblock'],
+      [0x40000n, 0x44000n, 'preserved', 'memblock'],
+      [0x50000n, 0x51000n, 'preserved', 'kho_test'],
+      [0x60000n, 0x61000n, 'preserved', 'kho_test'],
+      [0x70000n, 0x71000n, 'preserved', undefined],
+      [0x80000n, 0x81000n, 'radix', undefined],
+    ],
+  );
+  assert.equal(map.summary.unattributedBlocks, 1);
+  assert.deepEqual(map.summary.byProducer, {
+    kho: { blocks: 1, bytes: 0x1000n },
+    memblock: { blocks: 2, bytes: 0x6000n },
+    kho_test: { blocks: 2, bytes: 0x2000n },
+  });
+  assert.equal(map.start, 0x10000n);
+  assert.equal(map.end, 0x81000n);
+});
+
+test('compressedAxis: monotonic, exact at break points; a 4 KiB page keeps a visible share of 1 TiB', () => {
+  const T = 1n << 40n;
+  const ax = compressedAxis([0n, 0x7000_0000n, 0x7000_1000n, T]);
+  assert.deepEqual(ax.points, [0n, 0x7000_0000n, 0x7000_1000n, T]);
+  assert.equal(ax.pos(0n), 0);
+  assert.equal(ax.pos(T), 1);
+  // Weights sqrt(log2(2 + len/4096)): [0, 0x70000000) sqrt(log2(458754)), the page sqrt(log2(3)), the rest.
+  const wt = (len: number) => Math.sqrt(Math.log2(2 + len / 4096));
+  const w = [wt(0x7000_0000), wt(4096), wt(2 ** 40 - 0x7000_1000)];
+  const total = w[0]! + w[1]! + w[2]!;
+  assert.ok(Math.abs(ax.pos(0x7000_1000n) - ax.pos(0x7000_0000n) - w[1]! / total) < 1e-12);
+  // At 1000 px the page is about 120 px wide; on a linear axis it would be 4e-6 px.
+  assert.ok((ax.pos(0x7000_1000n) - ax.pos(0x7000_0000n)) * 1000 > 100);
+  fc.assert(
+    fc.property(fc.bigInt({ min: 0n, max: T }), fc.bigInt({ min: 0n, max: T }), (a, b) => {
+      const [lo, hi] = a <= b ? [a, b] : [b, a];
+      assert.ok(ax.pos(lo) <= ax.pos(hi));
+    }),
+    { numRuns: 200 },
+  );
+  assert.equal(linearAxis(0n, 0x1000n).pos(0x800n), 0.5);
+  assert.deepEqual(ticksLinear(0x1000n, 0x40000000n, 4), [
+    0x10000000n,
+    0x20000000n,
+    0x30000000n,
+    0x40000000n,
+  ]);
+});
+
+test('simulated kernel source: nodes, scratch per node, preserved blocks by producer, kexec segments', () => {
+  const m = Machine.create({ memory: '2G', numa: 2 });
+  const cmdline = 'kho=on kho_scratch=16M,64M,32M reserve_mem=4M:4096:khovec_region';
+  const k = Kernel.boot(m, { cmdline });
+  k.kexecLoad({ image: k.image, cmdline, fileLoad: true });
+  const map = buildMemoryMap(mapInputFromKernel(k));
+  const regions = allRegions(map);
+  assert.deepEqual(
+    map.nodes.map((n) => n.nid),
+    [0, 1],
+  );
+  // kho_scratch=16M,64M,32M: lowmem 16 MiB, global 64 MiB, 32 MiB on each node, in its node.
+  const scratch = regions.filter((r) => r.kind.startsWith('scratch-'));
+  assert.deepEqual(
+    scratch.map((r) => [r.kind, r.end - r.start]).sort(),
+    [
+      ['scratch-global', 64n << 20n],
+      ['scratch-lowmem', 16n << 20n],
+      ['scratch-node', 32n << 20n],
+      ['scratch-node', 32n << 20n],
+    ].sort(),
+  );
+  for (const s of scratch.filter((r) => r.kind === 'scratch-node')) {
+    const n = map.nodes.find((x) => x.nid === s.node)!;
+    assert.ok(s.start >= n.start && s.end <= n.end);
+  }
+  // The simulator's own outgoing blocks, each in the map and each attributed.
+  const blocks = k.kho.preservedBlocks();
+  assert.equal(map.summary.preservedBlocks, blocks.length);
+  assert.equal(map.summary.unattributedBlocks, 0);
+  const rm = regions.find((r) => r.kind === 'reserve_mem')!;
+  assert.equal(rm.end - rm.start, 4n << 20n);
+  assert.ok(regions.some((r) => r.kind === 'kho-fdt' && r.start === k.kho.rootFdtPhys));
+  // kexec -s: the loaded segments, all inside scratch.
+  const segs = regions.filter((r) => r.kind === 'kexec-segment');
+  assert.equal(segs.length, k.loaded!.plan.segments.length);
+  for (const s of segs)
+    assert.ok(
+      scratch.some((a) => s.start >= a.start && s.end <= a.end),
+      s.label,
+    );
+});

@@ -1,0 +1,477 @@
+/**
+ * The memory map model behind `kho map`: physical memory as ordered lanes of non-overlapping regions.
+ *
+ * Contract:
+ * - `MapInput` is plain data (no classes, u64 as bigint) that every source fills: a real handover
+ *   (`mapInputFromHandover` in `sources.ts`: debugfs files, memory image, `/proc/iomem`) or a simulated
+ *   kernel (`mapInputFromKernel`). Everything in it is optional; what is absent is simply not drawn.
+ * - `buildMemoryMap(input)` returns a `MemoryMap`: lanes in a fixed order (iomem, iomem detail, nodes,
+ *   scratch, reserve_mem, kho, kexec), each lane's regions sorted by start and non-overlapping (a region
+ *   that overlaps an earlier one of the same lane goes to an overflow lane `<name> #2`, ... up to
+ *   `MAX_LANES`; only beyond that, on hostile input, regions are dropped, and a note says how many). Regions are half-open `[start, end)`; an empty region (`start === end`, e.g. a
+ *   0-byte scratch area the kernel still lists) is kept, as a marker.
+ * - Preserved blocks are attributed to a producer, first match wins: the root FDT page (`kho-fdt`,
+ *   producer `kho`); a block holding a sub-blob (`preserved-data` .. `+blob-size`) → that sub-blob's
+ *   name; a block inside a reserve_mem region → `memblock` (the producer that preserves reserve_mem);
+ *   a block in a producer's recorded blocks or ranges (the self-test's folios and its `folios_info`
+ *   vmalloc pages) → that producer; otherwise no producer (label says unknown). Radix-tree (tracker)
+ *   pages, which are not preserved blocks themselves, are regions of kind `radix`.
+ * - `parseIomem(text)` reads `/proc/iomem` (`start-end : name`, end inclusive, two spaces of indent per
+ *   level) into entries with their depth; malformed lines are skipped and counted, never thrown.
+ * - Deterministic: the same input gives the same model (sorting is total: start, end, kind, label).
+ */
+import type { PreservedBlock } from '../abi/radix-tree.ts';
+
+export type RegionKind =
+  | 'ram'
+  | 'reserved'
+  | 'kernel'
+  | 'io'
+  | 'node'
+  | 'scratch-lowmem'
+  | 'scratch-global'
+  | 'scratch-node'
+  | 'preserved'
+  | 'reserve_mem'
+  | 'kexec-segment'
+  | 'kho-fdt'
+  | 'radix'
+  | 'free';
+
+/** Every kind, in legend order. */
+export const REGION_KINDS: readonly RegionKind[] = [
+  'ram',
+  'reserved',
+  'kernel',
+  'io',
+  'node',
+  'scratch-lowmem',
+  'scratch-global',
+  'scratch-node',
+  'reserve_mem',
+  'preserved',
+  'kho-fdt',
+  'radix',
+  'kexec-segment',
+  'free',
+];
+
+export interface MapRegion {
+  /** First byte. */
+  start: bigint;
+  /** One past the last byte (`start === end` for an empty marker). */
+  end: bigint;
+  kind: RegionKind;
+  label: string;
+  /** The KHO producer (sub-blob name) that preserved it, when known. */
+  producer?: string;
+  /** NUMA node, when known. */
+  node?: number;
+}
+
+export interface MapLane {
+  name: string;
+  regions: MapRegion[];
+}
+
+export interface MemoryMap {
+  /** What the map was built from (`debugfs-dir test/.../out`, `simulated kernel 7.3.4 on 2 GiB`). */
+  source: string;
+  pageSize: number;
+  /** Lowest start and highest end over all regions (0, 0 for an empty map). */
+  start: bigint;
+  end: bigint;
+  nodes: { nid: number; start: bigint; end: bigint }[];
+  lanes: MapLane[];
+  /** Counts and sizes, for the text summary. */
+  summary: {
+    regions: number;
+    preservedBlocks: number;
+    preservedBytes: bigint;
+    unattributedBlocks: number;
+    byProducer: Record<string, { blocks: number; bytes: bigint }>;
+  };
+  notes: string[];
+}
+
+export interface IomemEntry {
+  start: bigint;
+  /** Exclusive. */
+  end: bigint;
+  name: string;
+  depth: number;
+}
+
+export interface MapInput {
+  source: string;
+  pageSize?: number;
+  /** `/proc/iomem`, parsed (or `parseIomem(text)`). */
+  iomem?: IomemEntry[];
+  nodes?: { nid: number; start: bigint; end: bigint }[];
+  /** Scratch areas in debugfs order (lowmem, global, then one per node), with their role. */
+  scratch?: { addr: bigint; size: bigint; role: string }[];
+  preserved?: PreservedBlock[];
+  /** Radix-tree (or bitmap-chunk) tracker pages of the preserved-memory map. */
+  trackerPages?: bigint[];
+  /** The root FDT page. */
+  rootFdt?: bigint;
+  subBlobs?: { name: string; phys?: bigint; size?: bigint }[];
+  reserveMem?: { name: string; start: bigint; size: bigint }[];
+  /** Blocks a producer recorded itself (the self-test's folios). */
+  producerBlocks?: { producer: string; label: string; blocks: PreservedBlock[] }[];
+  /** Page ranges a producer owns (vmalloc chunk and data pages). */
+  producerRanges?: { producer: string; label: string; start: bigint; size: bigint }[];
+  kexecSegments?: { name: string; start: bigint; size: bigint }[];
+  /** Free memory (simulated kernels: the buddy allocator's free ranges). */
+  free?: { start: bigint; size: bigint }[];
+  notes?: string[];
+}
+
+const IOMEM_LINE = /^( *)([0-9a-fA-F]{1,16})-([0-9a-fA-F]{1,16}) : (.*)$/;
+
+/** Parse `/proc/iomem`; returns entries in file order and the number of lines that did not parse. */
+export function parseIomem(text: string): { entries: IomemEntry[]; skipped: number } {
+  const entries: IomemEntry[] = [];
+  let skipped = 0;
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    const m = IOMEM_LINE.exec(line);
+    if (!m) {
+      skipped++;
+      continue;
+    }
+    const start = BigInt(`0x${m[2]}`);
+    const last = BigInt(`0x${m[3]}`);
+    if (last < start) {
+      skipped++;
+      continue;
+    }
+    entries.push({ start, end: last + 1n, name: m[4]!.trim(), depth: Math.floor(m[1]!.length / 2) });
+  }
+  return { entries, skipped };
+}
+
+function iomemKind(name: string): RegionKind {
+  if (name === 'System RAM') return 'ram';
+  if (name === 'Reserved' || name === 'reserved') return 'reserved';
+  if (name.startsWith('Kernel ')) return 'kernel';
+  return 'io';
+}
+
+const KIND_ORDER = new Map(REGION_KINDS.map((k, i) => [k, i]));
+
+export function compareRegions(a: MapRegion, b: MapRegion): number {
+  if (a.start !== b.start) return a.start < b.start ? -1 : 1;
+  if (a.end !== b.end) return a.end < b.end ? -1 : 1;
+  const ka = KIND_ORDER.get(a.kind)! - KIND_ORDER.get(b.kind)!;
+  if (ka !== 0) return ka;
+  return a.label < b.label ? -1 : a.label > b.label ? 1 : 0;
+}
+
+/** Most overflow lanes per lane name (bounds the work on hostile, heavily overlapping input). */
+export const MAX_LANES = 16;
+
+/**
+ * Sort regions and split them into lanes without overlap: each region goes to the first lane whose
+ * last region ends at or before its start (empty markers too). Lane names: `name`, `name #2`, ...
+ */
+export function packLanes(name: string, regions: MapRegion[], notes?: string[]): MapLane[] {
+  const sorted = [...regions].sort(compareRegions);
+  const lanes: { lane: MapLane; end: bigint }[] = [];
+  let dropped = 0;
+  for (const r of sorted) {
+    let slot = lanes.find((l) => l.end <= r.start);
+    if (!slot) {
+      if (lanes.length >= MAX_LANES) {
+        dropped++;
+        continue;
+      }
+      slot = {
+        lane: { name: lanes.length === 0 ? name : `${name} #${lanes.length + 1}`, regions: [] },
+        end: 0n,
+      };
+      lanes.push(slot);
+    }
+    slot.lane.regions.push(r);
+    if (r.end > slot.end) slot.end = r.end;
+  }
+  if (dropped)
+    notes?.push(`${dropped} ${name} region(s) overlap ${MAX_LANES} others at once and are not drawn`);
+  return lanes.map((l) => l.lane);
+}
+
+function scratchKind(role: string): { kind: RegionKind; node?: number } {
+  if (role === 'lowmem') return { kind: 'scratch-lowmem' };
+  if (role === 'global') return { kind: 'scratch-global' };
+  const m = /^node(\d+)$/.exec(role);
+  return m ? { kind: 'scratch-node', node: Number(m[1]) } : { kind: 'scratch-node' };
+}
+
+function hx(v: bigint): string {
+  return `0x${v.toString(16)}`;
+}
+
+/** Sorted disjoint-or-not intervals with an owner; `find` returns the first (by start) containing [s,e). */
+class IntervalIndex<T> {
+  private readonly items: { start: bigint; end: bigint; value: T }[];
+  private readonly maxEnd: bigint[];
+  constructor(items: { start: bigint; end: bigint; value: T }[]) {
+    this.items = [...items].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    this.maxEnd = [];
+    let m = -1n;
+    for (const it of this.items) {
+      if (it.end > m) m = it.end;
+      this.maxEnd.push(m);
+    }
+  }
+  /** An interval that contains [s, e) wholly, or (with `overlap`) one that overlaps it. */
+  find(s: bigint, e: bigint, overlap = false): T | undefined {
+    // Last index with start <= s (contain) or start < e (overlap).
+    const limit = overlap ? e : s + 1n;
+    let lo = 0;
+    let hi = this.items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.items[mid]!.start < limit) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo - 1; i >= 0; i--) {
+      if (this.maxEnd[i]! <= s) break;
+      const it = this.items[i]!;
+      if (overlap ? it.end > s && it.start < e : it.start <= s && it.end >= e) return it.value;
+    }
+    return undefined;
+  }
+}
+
+interface Owner {
+  producer: string;
+  label: string;
+  kind?: RegionKind;
+}
+
+/** Build the lanes of a memory map from `input` (see the module contract). */
+export function buildMemoryMap(input: MapInput): MemoryMap {
+  const pageSize = input.pageSize ?? 4096;
+  const ps = BigInt(pageSize);
+  const notes = [...(input.notes ?? [])];
+  const lanes: MapLane[] = [];
+  const pack = (name: string, regions: MapRegion[]) => packLanes(name, regions, notes);
+  const nodes = [...(input.nodes ?? [])].sort((a, b) => a.nid - b.nid);
+  // The node that wholly contains [start, end) (a region spanning two nodes has none).
+  const nodeOf = (s: bigint, e: bigint): number | undefined =>
+    nodes.find((n) => s >= n.start && s < n.end && e <= n.end)?.nid;
+  const withNode = (r: MapRegion): MapRegion => {
+    if (r.node !== undefined) return r;
+    const n = nodeOf(r.start, r.end);
+    return n === undefined ? r : { ...r, node: n };
+  };
+
+  if (input.iomem) {
+    const top = input.iomem.filter((e) => e.depth === 0);
+    const nested = input.iomem.filter((e) => e.depth === 1);
+    lanes.push(
+      ...pack(
+        'iomem',
+        top.map((e) => withNode({ start: e.start, end: e.end, kind: iomemKind(e.name), label: e.name })),
+      ),
+    );
+    if (nested.length)
+      lanes.push(
+        ...pack(
+          'iomem detail',
+          nested.map((e) => withNode({ start: e.start, end: e.end, kind: iomemKind(e.name), label: e.name })),
+        ),
+      );
+  }
+  if (nodes.length) {
+    lanes.push(
+      ...pack(
+        'nodes',
+        nodes.map((n) => ({ start: n.start, end: n.end, kind: 'node', label: `node ${n.nid}`, node: n.nid })),
+      ),
+    );
+  }
+  if (input.scratch?.length) {
+    lanes.push(
+      ...pack(
+        'scratch',
+        input.scratch.map((s) => {
+          const { kind, node } = scratchKind(s.role);
+          return withNode({
+            start: s.addr,
+            end: s.addr + s.size,
+            kind,
+            label: `scratch ${s.role}`,
+            ...(node !== undefined ? { node } : {}),
+          });
+        }),
+      ),
+    );
+  }
+  const reserveMem = input.reserveMem ?? [];
+  if (reserveMem.length) {
+    lanes.push(
+      ...pack(
+        'reserve_mem',
+        reserveMem.map((r) =>
+          withNode({
+            start: r.start,
+            end: r.start + r.size,
+            kind: 'reserve_mem',
+            label: `reserve_mem '${r.name}'`,
+            producer: 'memblock',
+          }),
+        ),
+      ),
+    );
+  }
+
+  // Attribution of preserved blocks.
+  const exact = new Map<string, Owner>();
+  for (const pb of input.producerBlocks ?? [])
+    for (const b of pb.blocks) exact.set(`${b.pa}:${b.order}`, { producer: pb.producer, label: pb.label });
+  const subIdx = new IntervalIndex<Owner>(
+    (input.subBlobs ?? [])
+      .filter((s) => s.phys !== undefined)
+      .map((s) => ({
+        start: s.phys!,
+        end: s.phys! + (s.size !== undefined && s.size > 0n ? s.size : 1n),
+        value: { producer: s.name, label: `${s.name} sub-blob` },
+      })),
+  );
+  const rmIdx = new IntervalIndex<Owner>(
+    reserveMem.map((r) => ({
+      start: r.start,
+      end: r.start + r.size,
+      value: { producer: 'memblock', label: `reserve_mem '${r.name}'` },
+    })),
+  );
+  const prIdx = new IntervalIndex<Owner>(
+    (input.producerRanges ?? []).map((r) => ({
+      start: r.start,
+      end: r.start + r.size,
+      value: { producer: r.producer, label: r.label },
+    })),
+  );
+  const byProducer: Record<string, { blocks: number; bytes: bigint }> = {};
+  let unattributed = 0;
+  let preservedBytes = 0n;
+  const kho: MapRegion[] = [];
+  for (const b of input.preserved ?? []) {
+    const order = Math.min(Math.max(b.order, 0), 63);
+    const size = ps << BigInt(order);
+    const end = b.pa + size;
+    let owner: Owner | undefined;
+    if (input.rootFdt !== undefined && b.pa <= input.rootFdt && input.rootFdt < end)
+      owner = { producer: 'kho', label: 'KHO root FDT', kind: 'kho-fdt' };
+    owner ??= subIdx.find(b.pa, end, true);
+    owner ??= rmIdx.find(b.pa, end);
+    owner ??= exact.get(`${b.pa}:${b.order}`);
+    owner ??= prIdx.find(b.pa, end);
+    preservedBytes += size;
+    if (owner) {
+      byProducer[owner.producer] ??= { blocks: 0, bytes: 0n };
+      const p = byProducer[owner.producer]!;
+      p.blocks++;
+      p.bytes += size;
+    } else unattributed++;
+    kho.push(
+      withNode({
+        start: b.pa,
+        end,
+        kind: owner?.kind ?? 'preserved',
+        label: `${owner ? owner.label : 'preserved, producer unknown'} (order ${b.order})`,
+        ...(owner ? { producer: owner.producer } : {}),
+      }),
+    );
+  }
+  for (const pa of input.trackerPages ?? [])
+    kho.push(withNode({ start: pa, end: pa + ps, kind: 'radix', label: 'preserved-memory-map page' }));
+  if (input.rootFdt !== undefined && !(input.preserved ?? []).length)
+    kho.push(
+      withNode({
+        start: input.rootFdt,
+        end: input.rootFdt + ps,
+        kind: 'kho-fdt',
+        label: 'KHO root FDT',
+        producer: 'kho',
+      }),
+    );
+  if (kho.length) lanes.push(...pack('kho', kho));
+  if (input.kexecSegments?.length) {
+    lanes.push(
+      ...pack(
+        'kexec',
+        input.kexecSegments.map((s) =>
+          withNode({
+            start: s.start,
+            end: s.start + s.size,
+            kind: 'kexec-segment',
+            label: `kexec ${s.name}`,
+          }),
+        ),
+      ),
+    );
+  }
+  if (input.free?.length) {
+    lanes.push(
+      ...pack(
+        'free',
+        input.free.map((f) =>
+          withNode({ start: f.start, end: f.start + f.size, kind: 'free', label: 'free' }),
+        ),
+      ),
+    );
+  }
+  if (unattributed) notes.push(`${unattributed} preserved block(s) could not be attributed to a producer`);
+
+  let start: bigint | undefined;
+  let end = 0n;
+  let count = 0;
+  for (const l of lanes)
+    for (const r of l.regions) {
+      count++;
+      if (start === undefined || r.start < start) start = r.start;
+      if (r.end > end) end = r.end;
+    }
+  for (const n of nodes) if (n.end > end) end = n.end;
+  return {
+    source: input.source,
+    pageSize,
+    start: start ?? 0n,
+    end,
+    nodes,
+    lanes,
+    summary: {
+      regions: count,
+      preservedBlocks: input.preserved?.length ?? 0,
+      preservedBytes,
+      unattributedBlocks: unattributed,
+      byProducer,
+    },
+    notes,
+  };
+}
+
+/** Every region of the map, lane by lane. */
+export function allRegions(map: MemoryMap): (MapRegion & { lane: string })[] {
+  return map.lanes.flatMap((l) => l.regions.map((r) => ({ ...r, lane: l.name })));
+}
+
+/** `4 KiB`, `1.5 GiB`: binary units, at most 3 significant decimals. */
+export function formatBytes(n: bigint): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+  let u = 0;
+  let whole = n;
+  while (whole >= 1024n && u < units.length - 1) {
+    whole /= 1024n;
+    u++;
+  }
+  if (u === 0) return `${n} B`;
+  const scaled = Number(n) / 1024 ** u;
+  const text = Number.isInteger(scaled) ? String(scaled) : scaled.toFixed(scaled < 10 ? 2 : 1);
+  return `${text} ${units[u]}`;
+}
+
+export { hx as hexAddr };
