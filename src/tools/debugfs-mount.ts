@@ -16,6 +16,7 @@
  *   synchronously (it would deadlock); read it from another process.
  * - `unmount()` unmounts; call it on SIGINT/SIGTERM.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { KhoError } from '../errors.ts';
@@ -43,6 +44,31 @@ export type FuseCtor = (new (
   opts?: Record<string, unknown>,
 ) => FuseInstance) & { ENOENT: number; EACCES: number; EROFS?: number; EBADF: number };
 
+/** The first of these on PATH unmounts a FUSE mount: fusermount (fuse), fusermount3 (fuse3), umount (root). */
+const UNMOUNTERS: [string, string[]][] = [
+  ['fusermount', ['-uz']],
+  ['fusermount3', ['-uz']],
+  ['umount', ['-l']],
+];
+
+function onPath(cmd: string): boolean {
+  return (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => d !== '' && existsSync(`${d}/${cmd}`));
+}
+
+/**
+ * fuse-native unmounts with `fusermount -uz`, which Debian ships in the `fuse` package, not in
+ * `libfuse2`; fall back to fusermount3 or (as root) `umount -l`.
+ */
+function patchUnmount(Fuse: FuseCtor): void {
+  const F = Fuse as unknown as { unmount: (mnt: string, cb: (err: Error | null) => void) => void };
+  const found = UNMOUNTERS.find(([c]) => onPath(c));
+  if (!found || found[0] === 'fusermount') return;
+  F.unmount = (mnt, cb) =>
+    execFile(found[0], [...found[1], mnt], (err) =>
+      cb(err ? new Error(`${found[0]} ${mnt}: ${err.message}`) : null),
+    );
+}
+
 /** fuse-native, or why not (see the module contract). */
 export function loadFuse(): FuseCtor {
   if (!existsSync('/dev/fuse'))
@@ -51,7 +77,9 @@ export function loadFuse(): FuseCtor {
         'a kernel with FUSE (modprobe fuse; in a container: --device /dev/fuse); or use kho debugfs export',
     });
   try {
-    return createRequire(import.meta.url)('fuse-native') as FuseCtor;
+    const Fuse = createRequire(import.meta.url)('fuse-native') as FuseCtor;
+    patchUnmount(Fuse);
+    return Fuse;
   } catch (e) {
     const msg = (e as Error).message ?? String(e);
     if ((e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && /fuse-native/.test(msg))

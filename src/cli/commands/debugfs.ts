@@ -148,7 +148,19 @@ export async function runDebugfsMount(
       process.on('SIGINT', done);
       process.on('SIGTERM', done);
     });
-    await m.unmount();
+    try {
+      await m.unmount();
+    } catch (e) {
+      reportError(
+        dir,
+        new KhoError('KHO_FUSE_UNMOUNT_FAILED', `${(e as Error).message}`, {
+          path: dir,
+          expected: `umount ${dir} by hand`,
+        }),
+      );
+      // The FUSE thread keeps the process alive while mounted: leave now.
+      process.exit(EXIT_INVALID);
+    }
     io.out(`unmounted ${dir}\n`);
     return EXIT_OK;
   } catch (e) {
