@@ -252,3 +252,46 @@ test('>FILE 2>&1 and &> send both streams to one file in order; 2>FILE only stde
   assert.equal(toText(r.stdout), `data\ndata\n${msg}data\n${msg}${msg}`);
   assert.equal(toText(r.stderr), '');
 });
+
+test('hostile command lines never crash or hang the shell: every outcome is a status and messages', async () => {
+  const chars = fc.constantFrom(
+    ...'ab *?[]{}()|&;<>$`\'"\\\n\t#~=!-0123456789/.'.split(''),
+    'ls',
+    'cat',
+    'grep',
+    'xxd',
+    'printf',
+    'sort',
+    'tr',
+    'cut',
+    'head',
+    'find',
+    ' -',
+    '%',
+    '/tmp',
+    '/proc',
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.array(chars, { maxLength: 40 }), async (parts) => {
+      const sh = createShell();
+      const line = parts.join('');
+      const t0 = Date.now();
+      const r = await sh.run(line);
+      assert.ok(Number.isInteger(r.status) && r.status >= 0 && r.status <= 255, line);
+      assert.ok(Date.now() - t0 < 2000, `slow: ${JSON.stringify(line)}`);
+      // A crash inside a tool would surface as an internal JS error message.
+      assert.doesNotMatch(
+        toText(r.stderr),
+        /TypeError|RangeError|ReferenceError|is not a function|undefined/,
+        line,
+      );
+    }),
+    { numRuns: 400 },
+  );
+  const sh = createShell();
+  const long = `echo ${'x'.repeat(1 << 20)} | wc -c`;
+  assert.equal(toText((await sh.run(long)).stdout), '1048577\n');
+  const deep = `echo ${'"'.repeat(10000)}`;
+  assert.equal((await sh.run(deep)).status, 0);
+  assert.equal(toText((await sh.run(`${'true | '.repeat(2000)}echo ok`)).stdout), 'ok\n');
+});

@@ -334,7 +334,7 @@ export class Shell {
       if (f.glob && !noGlob) {
         const m = globExpand(f.pattern, this.vfs);
         if (m.length > 0) {
-          out.push(...m);
+          for (const x of m) out.push(x);
           continue;
         }
       }
@@ -364,7 +364,7 @@ export class Shell {
     emit: Emit,
   ): Promise<number> {
     const argv: string[] = [];
-    for (const w of cmd.words) argv.push(...this.expandWord(w));
+    for (const w of cmd.words) for (const x of this.expandWord(w)) argv.push(x);
     const assigns = cmd.assigns.map((a) => ({ name: a.name, value: this.expandString(a.value) }));
 
     // Redirections, left to right: each fd goes to the terminal/pipe or a file opened now.

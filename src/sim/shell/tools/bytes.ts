@@ -352,36 +352,43 @@ export function xxd(ctx: CommandContext): CommandResult {
   if (start > data.length) start = data.length;
   let end = data.length;
   if (len !== undefined && len >= 0) end = Math.min(end, start + len);
-  const hexd = upper ? '0123456789ABCDEF' : '0123456789abcdef';
-  const h2 = (b: number) => hexd[b >> 4] + hexd[b & 15];
-  const lines: string[] = [];
+  const hexd = Buffer.from(upper ? '0123456789ABCDEF' : '0123456789abcdef', 'latin1');
   if (plain) {
+    const n = end - start;
+    const lines = Math.ceil(n / cols);
+    const out = Buffer.alloc(n * 2 + lines);
+    let o = 0;
     for (let off = start; off < end; off += cols) {
-      let s = '';
-      for (let i = off; i < Math.min(end, off + cols); i++) s += h2(data[i]);
-      lines.push(s);
+      const stop = Math.min(end, off + cols);
+      for (let i = off; i < stop; i++) {
+        out[o++] = hexd[data[i] >> 4];
+        out[o++] = hexd[data[i] & 15];
+      }
+      out[o++] = 10;
     }
-    return { stdout: lines.length ? `${lines.join('\n')}\n` : '', status: 0 };
+    return { stdout: out, status: 0 };
   }
+  // Each line: 8+ hex digit address, ": ", the hex groups padded to a fixed width, the ASCII column.
   const grplen = group * 2 + 1;
   const asciiAt = 10 + Math.floor((grplen * cols - 1) / group) + 2;
+  // Offsets stay below 2^32 (files are at most 1 GiB), so every address has 8 digits.
+  const out = Buffer.alloc(Math.ceil((end - start) / cols) * (asciiAt + cols + 1), 0x20);
+  let o = 0;
   for (let off = start; off < end; off += cols) {
     const n = Math.min(cols, end - off);
-    const line = new Array<string>(asciiAt + n).fill(' ');
-    const addr = off.toString(16).padStart(8, '0');
-    let s = `${upper ? addr.toUpperCase() : addr}: `;
+    for (let d = 0; d < 8; d++) out[o + d] = hexd[(off >>> ((7 - d) * 4)) & 15];
+    out[o + 8] = 0x3a;
     for (let p = 0; p < n; p++) {
       const b = data[off + p];
-      const col = 10 + Math.floor((grplen * p) / group);
-      const hx = h2(b);
-      line[col] = hx[0];
-      line[col + 1] = hx[1];
-      line[asciiAt + p] = b >= 0x20 && b <= 0x7e ? String.fromCharCode(b) : '.';
+      const col = o + 10 + Math.floor((grplen * p) / group);
+      out[col] = hexd[b >> 4];
+      out[col + 1] = hexd[b & 15];
+      out[o + asciiAt + p] = b >= 0x20 && b <= 0x7e ? b : 0x2e;
     }
-    s += line.slice(10).join('');
-    lines.push(s);
+    o += asciiAt + n;
+    out[o++] = 10;
   }
-  return { stdout: lines.length ? `${lines.join('\n')}\n` : '', status: 0 };
+  return { stdout: out.subarray(0, o), status: 0 };
 }
 
 /** sha256sum FILE... (`-` or no operand: stdin), GNU's escaping of names with `\` or newline. */

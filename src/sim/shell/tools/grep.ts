@@ -118,11 +118,12 @@ export function grep(ctx: CommandContext): CommandResult {
   let mode: 'G' | 'E' | 'F' = 'G';
   for (const [k] of p.list) if (k === 'E' || k === 'F' || k === 'G') mode = k;
   const patterns: string[] = [];
-  for (const [k, v] of p.list) if (k === 'e' && typeof v === 'string') patterns.push(...v.split('\n'));
+  for (const [k, v] of p.list)
+    if (k === 'e' && typeof v === 'string') for (const x of v.split('\n')) patterns.push(x);
   const operands = [...p.operands];
   if (!has(p, 'e')) {
     if (operands.length === 0) return { stderr: USAGE, status: 2 };
-    patterns.push(...operands.shift()!.split('\n'));
+    for (const x of operands.shift()!.split('\n')) patterns.push(x);
   }
   const invert = has(p, 'v');
   const count = has(p, 'c');
@@ -228,7 +229,7 @@ export function grep(ctx: CommandContext): CommandResult {
       continue;
     }
     if (count) continue;
-    out.push(...lineOut);
+    for (const l of lineOut) out.push(l);
     if (binary && selected > 0 && !noMessages) {
       // GNU prints the stdout collected so far before this stderr line; keep the order in the transcript.
       err.push(`grep: ${display}: binary file matches\n`);

@@ -246,7 +246,7 @@ export function ls(ctx: CommandContext): CommandResult {
       first = false;
     }
     const showHeaders = operands.length > 1 || recursive;
-    const queue = sortEntries(dirs).map((d) => d.path);
+    let queue = sortEntries(dirs).map((d) => d.path);
     while (queue.length > 0) {
       const dir = queue.shift()!;
       let names: string[];
@@ -283,7 +283,7 @@ export function ls(ctx: CommandContext): CommandResult {
         const sub = es
           .filter((e) => e.st.type === 'dir' && e.name !== '.' && e.name !== '..')
           .map((e) => joinPath(dir, e.name));
-        queue.unshift(...sub);
+        queue = sub.concat(queue);
       }
     }
     return o.result();
