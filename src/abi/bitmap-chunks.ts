@@ -19,6 +19,12 @@
  * blocks cannot be addressed (`KHO_CHUNK_BAD_ORDER`), addresses that overflow 64 bits
  * (`KHO_CHUNK_BAD_ENTRY`), unaligned pages and pointers outside the image are typed errors; every page
  * is read at most once and `maxBlocks` caps the output.
+ *
+ * Scale: `encodeBitmapChunksPacked` / `decodeBitmapChunksPacked` do the same on `PackedBlocks`
+ * (radix-tree.ts) with no per-block objects or bigints (per-order bitmap cache; word-by-word scan of
+ * bitmaps that can neither overflow nor pass the cap, into typed arrays sorted by a run merge). The
+ * object codec stays a separate, straightforward implementation (the packed form cannot hold a block
+ * at an address that is not page-aligned, which a hostile `phys_start` can give).
  */
 import { type Finding, findingFromError, isKhoError, KhoError } from '../errors.ts';
 import {
@@ -339,6 +345,22 @@ export function encodeBitmapChunks(
   return { head: chunkPages[0]?.pa ?? 0n, chunks: chunkPages.map((c) => c.pa), bitmaps };
 }
 
+/** Whether this machine stores a Uint32Array little-endian. */
+const NATIVE_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/** Set bits of a bitmap page. */
+function popcount(words: Uint32Array): number {
+  let n = 0;
+  for (let i = 0; i < words.length; i++) {
+    let v = words[i];
+    if (v === 0) continue;
+    v -= (v >>> 1) & 0x55555555;
+    v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+    n += Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+  }
+  return n;
+}
+
 /**
  * The bulk encoder: the same pages, addresses and bytes as `encodeBitmapChunks` for the same blocks in
  * the same order, from packed blocks (pfn in pages of `writer.pageSize`), with no per-block bigint
@@ -358,31 +380,33 @@ export function encodeBitmapChunksPacked(
   const { pfn, order } = blocks;
   const n = blocks.length;
   const pfnLimit = 2 ** (64 - shift);
+  const pow2 = Float64Array.from({ length: 256 }, (_, i) => 2 ** i);
   for (let i = 0; i < n; i++) {
     const o = order[i];
     const p = pfn[i];
+    if (o + shift < 64 && p >= 0 && p < pfnLimit && Number.isInteger(p / pow2[o])) continue;
     const pa = Number.isSafeInteger(p) && p >= 0 ? BigInt(p) * BigInt(pageSize) : undefined;
     const path = pa === undefined ? undefined : physPath(pa);
     if (o + shift >= 64) throw new KhoError('KHO_CHUNK_BAD_ORDER', `order ${o} is out of range`, { path });
-    if (!(p >= 0 && p < pfnLimit && Number.isInteger(p / 2 ** o))) {
-      throw new KhoError(
-        'KHO_CHUNK_BAD_ENTRY',
-        `block ${pa === undefined ? `pfn ${p}` : hex(pa)} is not aligned to order ${o}`,
-        { path },
-      );
-    }
+    throw new KhoError(
+      'KHO_CHUNK_BAD_ENTRY',
+      `block ${pa === undefined ? `pfn ${p}` : hex(pa)} is not aligned to order ${o}`,
+      { path },
+    );
   }
   // One map for all (order, bitmap index) pairs, keyed index * 64 + order; pages in first-use order.
   const maps = new Map<number, { pa: bigint; bits: Uint8Array; order: number; index: number }>();
   const bitmaps: bigint[] = [];
-  let lastKey = -1;
-  let bits: Uint8Array = new Uint8Array(0);
+  // The last bitmap used per order: within one order the index grows with the address, so mostly a hit.
+  const lastIndex = new Float64Array(64).fill(-1);
+  const lastBits: Uint8Array[] = Array.from({ length: 64 }, () => new Uint8Array(0));
   for (let i = 0; i < n; i++) {
     const o = order[i];
-    const high = pfn[i] / 2 ** o;
+    const high = pfn[i] / pow2[o];
     const index = Math.floor(high / bitsPer);
-    const key = index * 64 + o;
-    if (key !== lastKey) {
+    let bits = lastBits[o];
+    if (index !== lastIndex[o]) {
+      const key = index * 64 + o;
       let bm = maps.get(key);
       if (!bm) {
         bm = { pa: writer.allocPage(), bits: new Uint8Array(pageSize), order: o, index };
@@ -390,7 +414,8 @@ export function encodeBitmapChunksPacked(
         maps.set(key, bm);
       }
       bits = bm.bits;
-      lastKey = key;
+      lastBits[o] = bits;
+      lastIndex[o] = index;
     }
     const bit = high - index * bitsPer;
     bits[le ? bit >> 3 : ((bit >> 6) << 3) + 7 - ((bit & 63) >> 3)] |= 1 << (bit & 7);
@@ -445,6 +470,7 @@ export function decodeBitmapChunksPacked(
   const maxChunks = opts.maxChunks ?? 1 << 16;
   const ps = BigInt(pageSize);
   const pfnLimit = 2 ** (64 - shift);
+  const bitsPer = preserveBits(pageSize);
   const chunks: BitmapChunk[] = [];
   let outP = new Float64Array(1 << 12);
   let outO = new Uint8Array(1 << 12);
@@ -531,7 +557,33 @@ export function decodeBitmapChunksPacked(
         );
       }
       const base = Number(physStart / ps);
-      const bits = mem.read(bitmap, pageSize);
+      let bits = mem.read(bitmap, pageSize);
+      if (bits.byteOffset % 4 !== 0) bits = bits.slice();
+      const words = new Uint32Array(bits.buffer, bits.byteOffset, pageSize / 4);
+      const pop = popcount(words);
+      if (le && NATIVE_LE && count + pop <= maxBlocks && base + bitsPer * step <= pfnLimit) {
+        // Fast path: no bit can overflow or pass the cap, so scan words without per-bit checks.
+        if (count + pop > outP.length) {
+          const n2 = Math.min(Math.max(outP.length * 2, count + pop), maxBlocks);
+          const p2 = new Float64Array(n2);
+          p2.set(outP.subarray(0, count));
+          outP = p2;
+          const o2 = new Uint8Array(n2);
+          o2.set(outO.subarray(0, count));
+          outO = o2;
+        }
+        for (let h = 0; h < words.length; h++) {
+          let v = words[h] | 0;
+          const bb = base + (h * 32 + 31) * step;
+          while (v !== 0) {
+            const t = v & -v;
+            v ^= t;
+            outP[count] = bb - Math.clz32(t) * step;
+            outO[count++] = order;
+          }
+        }
+        continue;
+      }
       const bv = view(bits);
       for (let w = 0; w < pageSize; w += 4) {
         if (bv.getUint32(w, true) === 0) continue;

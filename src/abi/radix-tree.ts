@@ -24,6 +24,18 @@
  * and the index path (`/L5[2]/L4[0]/.../bit 5`). Each page is read at most once, so work is bounded by
  * the image size. The encoder follows the kernel's insert path (walk top → 1, allocating missing
  * children in that order), so a simulator with the kernel's allocator gets the kernel's addresses.
+ *
+ * Scale (a 1 TiB machine preserving 64 Mi pages is ~14 M blocks): `PackedBlocks` holds blocks as
+ * parallel typed arrays (`pfn: Float64Array`, `order: Uint8Array`; bigint only at the API boundary).
+ * `encodeRadixTreePacked` builds every page in memory with double arithmetic per block (per-order leaf
+ * cache, a path walk only for a new leaf) and writes each page once; `decodeRadixTreePacked` walks the
+ * tables (all checks and caps as above, counting each leaf's bits), then scans leaves word by word
+ * (`Math.clz32` on the lowest set bit) into exactly-sized arrays, one sorted run per order, merged in
+ * place. `encodeRadixTree`, `decodeRadixTree` and `validateRadixTree` are thin wrappers over these
+ * (`packBlocks` / `unpackBlocks`), with the same pages, blocks and errors as before. One difference
+ * from the byte-by-byte walk: in big-endian trees, bits within a 64-bit leaf word are visited in
+ * ascending bit order (was: byte order), which matters only when `maxBlocks` is reached inside such a
+ * word (which bit the error names, which blocks `validateRadixTree` kept).
  */
 import { type Finding, findingFromError, isKhoError, KhoError } from '../errors.ts';
 import { decodeBitmapChunks } from './bitmap-chunks.ts';
