@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the oracles the tests compare against, when missing:
 #   dtc, fdtdump, fdtget (Debian: device-tree-compiler), pylibfdt for /usr/bin/python3 (python3-libfdt),
-#   libfdt's C library and headers for the benchmark's C harness (libfdt-dev), a C compiler.
+#   libfdt's C library and headers for the benchmark's C harness (libfdt-dev), a C compiler,
+#   Debian's Chromium (the kho map HTML page is checked in it, headless).
 # Debian's pylibfdt is built for /usr/bin/python3, not for another python3 on PATH, so we check that one.
 set -u
 need=()
@@ -10,6 +11,7 @@ command -v fdtdump >/dev/null 2>&1 || need+=(device-tree-compiler)
 /usr/bin/python3 -c 'import libfdt' >/dev/null 2>&1 || need+=(python3-libfdt)
 [ -f /usr/include/libfdt.h ] || need+=(libfdt-dev)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "setup-oracles: installing ${need[*]}" >&2
 if [ "$(id -u)" != 0 ]; then

@@ -213,7 +213,7 @@ function zoomBy(f, c){
 function zoomTo(i){
   var r = regions[i]; if (!r) return view();
   var a = pos(r._s), b = pos(r._e);
-  var w = Math.max(b - a, (u1 - u0) * 1e-3, MIN_SPAN * 10);
+  var w = b - a > MIN_SPAN ? b - a : Math.max((u1 - u0) * 1e-3, MIN_SPAN * 10);
   if (selected >= 0){ els[selected].classList.remove('sel'); rows[selected].classList.remove('sel'); }
   selected = i; els[i].classList.add('sel'); rows[i].classList.add('sel');
   return setView(a - w * 0.25, a + w * 1.25);

@@ -1,5 +1,6 @@
 /**
- * Oracles for the tests: libfdt (pylibfdt under Debian's /usr/bin/python3) and dtc/fdtdump/fdtget.
+ * Oracles for the tests: libfdt (pylibfdt under Debian's /usr/bin/python3) and dtc/fdtdump/fdtget;
+ * Debian's Chromium for the browser test of `kho map --html`.
  *
  * `oracle(t, 'dtc')` returns true when the tool is present. When it is missing: under CI=true the test
  * fails (an oracle test never silently skips in CI); elsewhere it is skipped with a reason.
@@ -12,7 +13,9 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 
 export const PYTHON = '/usr/bin/python3';
-type OracleName = 'dtc' | 'fdtdump' | 'fdtget' | 'pylibfdt' | 'cc' | 'libfdt-dev';
+type OracleName = 'dtc' | 'fdtdump' | 'fdtget' | 'pylibfdt' | 'cc' | 'libfdt-dev' | 'chromium';
+/** Debian's Chromium (the `kho map` HTML test drives it with playwright-core). */
+export const CHROMIUM = '/usr/bin/chromium';
 
 const cache = new Map<OracleName, boolean>();
 function probe(name: OracleName): boolean {
@@ -23,6 +26,8 @@ function probe(name: OracleName): boolean {
     if (name === 'pylibfdt')
       ok = spawnSync(PYTHON, ['-c', 'import libfdt'], { stdio: 'ignore' }).status === 0;
     else if (name === 'libfdt-dev') ok = existsSync('/usr/include/libfdt.h');
+    else if (name === 'chromium')
+      ok = existsSync(CHROMIUM) && spawnSync(CHROMIUM, ['--version'], { stdio: 'ignore' }).status === 0;
     else if (name === 'dtc') ok = spawnSync('dtc', ['--version'], { stdio: 'ignore' }).status === 0;
     else ok = spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
   } catch {
