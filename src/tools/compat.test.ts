@@ -6,7 +6,7 @@
  * independent code path: the simulated kernel's kho_populate and producers).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -258,4 +258,22 @@ test('usage and unreadable input: exit 2 without two kernels, 1 for a file that 
   const r2 = run(bad, desc('z', {}));
   assert.equal(r2.code, 1);
   assert.match(r2.err, /KHO_UNKNOWN_PROFILE/);
+});
+
+test('the real binary: --help has examples and exit statuses, exit codes 0 / 1 / 2', () => {
+  const main = join(import.meta.dirname, '../cli/main.ts');
+  const kho = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', main, ...args], {
+      encoding: 'utf8',
+      cwd: join(import.meta.dirname, '../..'),
+    });
+  for (const cmd of [['compat'], ['debugfs', 'export'], ['debugfs', 'mount']]) {
+    const h = kho(...cmd, '--help');
+    assert.equal(h.status, 0);
+    assert.match(h.stdout, /Examples:/);
+    assert.match(h.stdout, /Exit status: 0/);
+  }
+  assert.equal(kho('compat', join(VEC, 'luo-memfd/stage1'), desc('bin-b', {})).status, 0);
+  assert.equal(kho('compat', desc('bin-a', {}), desc('bin-c', { profile: 'kho-v3' })).status, 1);
+  assert.equal(kho('compat', '--bogus').status, 2);
 });

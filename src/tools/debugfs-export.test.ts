@@ -310,3 +310,30 @@ test('hostile producer names from a simulated kernel: renamed, reported, nothing
   assert.match(r.out, /renamed kho\/out\/sub_fdts\/"a\/b" -> a%2Fb/);
   assert.match(r.out, /renamed kho\/in\/sub_fdts\/"\.\." -> %2E%2E/);
 });
+
+test('a reader that throws and a tree nested absurdly deep are refused per entry, the rest is written', () => {
+  const dir = join(fresh(), 'e');
+  const deep = Array.from({ length: 5000 }, (_, i) => `d${i}`);
+  const r = exportTree(
+    {
+      entries: [
+        { path: ['kho', 'ok'], kind: 'file', content: new TextEncoder().encode('fine') },
+        {
+          path: ['kho', 'bad'],
+          kind: 'file',
+          content: () => {
+            throw new Error('page reused');
+          },
+        },
+        { path: [...deep, 'f'], kind: 'file', content: new Uint8Array(1) },
+      ],
+    },
+    dir,
+  );
+  assert.equal(r.ok, false);
+  assert.equal(readFileSync(join(dir, 'kho/ok'), 'utf8'), 'fine');
+  assert.deepEqual(
+    r.refused.map((x) => x.why),
+    ['cannot read it: page reused', 'nested deeper than 32 levels'],
+  );
+});

@@ -12,7 +12,8 @@
  *   to a fresh temporary (`%tmp-<random>`, opened O_CREAT|O_EXCL|O_NOFOLLOW) in its directory, then
  *   renamed over the final name, so an existing symlink there is replaced, never followed. An entry
  *   that would need to pass through a symlink or a non-directory is not written: it is listed in
- *   `refused` and the export's `ok` is false. Every final path is checked to lie under DIR.
+ *   `refused` and the export's `ok` is false, as is a file whose reader throws and a directory nested
+ *   deeper than `MAX_EXPORT_DEPTH`. Every final path is checked to lie under DIR.
  * - Files get the tree's mode (0400 for debugfs files), directories 0700.
  * - Errors with DIR itself (exists as a file or symlink, not empty) throw `KhoError`
  *   (`KHO_EXPORT_NOT_EMPTY`, `KHO_EXPORT_NOT_A_DIR`); I/O errors are `IO_*`.
@@ -42,6 +43,8 @@ import {
 } from './debugfs-tree.ts';
 
 export const RENAMES_FILE = '%kho-renames.json';
+/** Deepest directory written (debugfs kho/ is 4 levels deep). */
+export const MAX_EXPORT_DEPTH = 32;
 
 export interface ExportOptions {
   /** Write into a DIR that is not empty. */
@@ -191,6 +194,10 @@ export function exportTree(tree: DebugfsTree, dir: string, opts: ExportOptions =
       }
       const rel = shown ? `${shown}/${names[i]}` : names[i];
       if (c.kind === 'dir') {
+        if (rawPath.length > MAX_EXPORT_DEPTH) {
+          res.refused.push({ path: rel, why: `nested deeper than ${MAX_EXPORT_DEPTH} levels` });
+          return;
+        }
         const r = ensureDir(disk);
         if (r !== 'ok') {
           res.refused.push({ path: rel, why: r });
@@ -200,7 +207,13 @@ export function exportTree(tree: DebugfsTree, dir: string, opts: ExportOptions =
         visit(c, disk, rawPath, rel);
         return;
       }
-      const data = readContent(c.entry?.content);
+      let data: Uint8Array;
+      try {
+        data = readContent(c.entry?.content);
+      } catch (e) {
+        res.refused.push({ path: rel, why: `cannot read it: ${(e as Error).message}` });
+        return;
+      }
       const r = writeFileSafely(diskDir, names[i], data, c.entry?.mode ?? 0o400);
       if (r !== 'ok') {
         res.refused.push({ path: rel, why: r });

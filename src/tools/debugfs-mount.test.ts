@@ -7,12 +7,22 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadFuse, mountTree } from './debugfs-mount.ts';
+import { exportTree } from './debugfs-export.ts';
+import { loadFuse, mountTree, safeIndex } from './debugfs-mount.ts';
+import type { DebugfsTree } from './debugfs-tree.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const VEC = join(ROOT, 'test/vectors/linux-7.3.4');
@@ -135,4 +145,21 @@ test('mount refuses a mount point that is missing, a file or not empty (before t
   await assert.rejects(mountTree({ entries: [] }, join(d, 'x'), fake), { code: 'KHO_MOUNT_NOT_A_DIR' });
   await assert.rejects(mountTree({ entries: [] }, join(base, 'nope'), fake), { code: 'KHO_MOUNT_NOT_A_DIR' });
   assert.equal(existsSync(join(base, 'nope')), false);
+});
+
+test('without FUSE too: the mount serves exactly the names the export writes (hostile names included)', () => {
+  const names = ['../../etc/x', 'a/b', '\0', '\n', 'q'.repeat(300), '.', '..', 'LUO', 'luo', ''];
+  const tree: DebugfsTree = {
+    entries: names.map((n) => ({
+      path: ['kho', 'out', 'sub_fdts', n],
+      kind: 'file',
+      content: new Uint8Array([1]),
+    })),
+  };
+  const dir = join(base, 'cmp');
+  exportTree(tree, dir);
+  const onDisk = readdirSync(join(dir, 'kho/out/sub_fdts')).sort();
+  const sub = safeIndex(tree).root.children.get('kho')?.children.get('out')?.children.get('sub_fdts');
+  assert.deepEqual([...(sub?.children.keys() ?? [])].sort(), onDisk);
+  assert.equal(onDisk.length, names.length);
 });

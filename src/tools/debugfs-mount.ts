@@ -20,7 +20,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { KhoError } from '../errors.ts';
-import { buildNodes } from './debugfs-export.ts';
+import { buildNodes, MAX_EXPORT_DEPTH } from './debugfs-export.ts';
 import { type DebugfsTree, type Renaming, readContent, safeNames } from './debugfs-tree.ts';
 
 interface FuseStat {
@@ -110,25 +110,30 @@ interface MNode {
 /** The tree indexed by safe names (the same names `exportTree` writes). */
 export function safeIndex(tree: DebugfsTree): { root: MNode; renamings: (Renaming & { dir: string })[] } {
   const renamings: (Renaming & { dir: string })[] = [];
-  const conv = (n: ReturnType<typeof buildNodes>, shown: string): MNode => {
+  const conv = (n: ReturnType<typeof buildNodes>, shown: string, depth: number): MNode => {
     const out: MNode = {
       kind: n.kind,
       mode: n.entry?.mode ?? (n.kind === 'dir' ? 0o700 : 0o400),
       children: new Map(),
       ...(n.kind === 'file' ? { read: () => readContent(n.entry?.content) } : {}),
     };
-    const raws = [...n.children.keys()];
+    // Deeper directories are left empty, as the export refuses them.
+    const raws = depth >= MAX_EXPORT_DEPTH ? [] : [...n.children.keys()];
     const { names, renamings: r } = safeNames(raws);
     for (const x of r) renamings.push({ ...x, dir: shown || '.' });
     raws.forEach((raw, i) => {
       out.children.set(
         names[i],
-        conv(n.children.get(raw) as ReturnType<typeof buildNodes>, shown ? `${shown}/${names[i]}` : names[i]),
+        conv(
+          n.children.get(raw) as ReturnType<typeof buildNodes>,
+          shown ? `${shown}/${names[i]}` : names[i],
+          depth + 1,
+        ),
       );
     });
     return out;
   };
-  return { root: conv(buildNodes(tree), ''), renamings };
+  return { root: conv(buildNodes(tree), '', 0), renamings };
 }
 
 export interface Mounted {
