@@ -1,5 +1,5 @@
 /**
- * The small tools: `cat`, `echo`, `true`, `false`, `pwd`, `mkdir`, `rm`, `rmdir`, `cp`, `touch`.
+ * The small tools: `echo`, `true`, `false`, `pwd`, `mkdir`, `rm`, `rmdir`, `cp`, `touch`.
  *
  * Contract: output and diagnostics as GNU coreutils 9 (and bash's builtin `echo`) print them in the C
  * locale; statuses as theirs (0 success, 1 failure of some operand, 1 or 2 for usage errors as each tool).
@@ -9,24 +9,6 @@
 import type { CommandContext, CommandResult } from '../engine.ts';
 import { errnoOf, errorMessage, MemFile, type VStat } from '../vfs.ts';
 import { fileError, getopts, has, Out, quote, readOperand, withUsage } from './util.ts';
-
-export function cat(ctx: CommandContext): CommandResult {
-  return withUsage('cat', 1, () => {
-    const p = getopts('cat', ctx.argv.slice(1), { flags: 'u' });
-    const names = p.operands.length ? p.operands : ['-'];
-    const chunks: Uint8Array[] = [];
-    const o = new Out();
-    for (const n of names) {
-      try {
-        chunks.push(readOperand(ctx, n));
-      } catch (e) {
-        o.err(fileError('cat', n, e));
-        o.status = 1;
-      }
-    }
-    return { stdout: Buffer.concat(chunks), stderr: o.stderr.join(''), status: o.status };
-  });
-}
 
 /** Interpret `echo -e` escapes; returns the text and whether `\c` stopped output. */
 export function echoEscapes(s: string): { out: string; stop: boolean } {

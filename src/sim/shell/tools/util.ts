@@ -146,9 +146,18 @@ export class Out {
   }
 }
 
-/** The bytes of an operand: `-` is stdin. Throws the VFS error. */
+const stdinRead = new WeakSet<CommandContext>();
+
+/**
+ * The bytes of an operand: `-` is stdin, which (as a pipe) yields its bytes once per command and is empty
+ * after that (`cat - -`). Throws the VFS error.
+ */
 export function readOperand(ctx: CommandContext, name: string): Uint8Array {
-  if (name === '-') return ctx.stdin;
+  if (name === '-') {
+    if (stdinRead.has(ctx)) return new Uint8Array(0);
+    stdinRead.add(ctx);
+    return ctx.stdin;
+  }
   return ctx.vfs.readFile(name);
 }
 
