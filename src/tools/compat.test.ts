@@ -277,3 +277,17 @@ test('the real binary: --help has examples and exit statuses, exit codes 0 / 1 /
   assert.equal(kho('compat', desc('bin-a', {}), desc('bin-c', { profile: 'kho-v3' })).status, 1);
   assert.equal(kho('compat', '--bogus').status, 2);
 });
+
+test("an in/ dir whose LUO page was reused (luo-memfd stage 2): not read as A's LUO version, and said so", () => {
+  const s = describeKernel(join(VEC, 'luo-memfd/stage2/in'));
+  // The file starts with the init script's text, not 'luo-v' (vectors README).
+  assert.equal(
+    readFileSync(join(VEC, 'luo-memfd/stage2/in/sub_fdts/LUO')).subarray(0, 5).toString() === 'luo-v',
+    false,
+  );
+  const luo = s.producers.find((p) => p.name === 'LUO');
+  assert.equal(luo?.version, 'luo-v5');
+  assert.match(luo?.how ?? '', /version assumed from kho-v4/);
+  assert.match(s.notes.join('\n'), /reused page/);
+  assert.match(s.notes.join('\n'), /an in\/ directory holds what the previous kernel handed over/);
+});

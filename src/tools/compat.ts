@@ -433,14 +433,23 @@ function fromHandover(path: string, h: Handover, opts: DescribeOptions): KernelS
         version = eraVersion;
         how = `sub-blob listed; version assumed from ${profiles[0]}`;
       }
-      notes.push(
-        `sub-blob '${s.name}': its bytes were not available${version ? `; assuming ${profiles[0]}'s ${version}` : ''}`,
-      );
+      const stale = h.findings.find((f) => f.code === 'KHO_SUBBLOB_STALE' && f.path === `/${s.name}`);
+      const what =
+        s.source === 'none'
+          ? 'its bytes were not available'
+          : stale
+            ? 'its debugfs file shows a reused page (the previous kernel consumed it)'
+            : 'its bytes did not decode';
+      notes.push(`sub-blob '${s.name}': ${what}${version ? `; assuming ${profiles[0]}'s ${version}` : ''}`);
     }
     producers.push({ name: s.name, version, present: true, how });
   }
   for (const f of h.findings)
     if (f.severity === 'error') notes.push(`blob: ${f.code}: ${f.message}${f.path ? ` (${f.path})` : ''}`);
+  if (/(^|\/)in\/?$/.test(path))
+    notes.push(
+      'an in/ directory holds what the previous kernel handed over, not what this kernel will write',
+    );
   return {
     path,
     kind: 'handover',

@@ -168,6 +168,8 @@ export interface SimTreeOptions {
   kexecs?: number;
   /** Sub-tree names for extra user producers (each preserves a 16-byte blob). */
   extraSubtrees?: string[];
+  /** Called before each step (boot, each kexec), for progress output. */
+  onStep?(message: string): void;
 }
 
 export const DEFAULT_SIM_CMDLINE = 'kho=on kho_scratch=16M,64M,32M reserve_mem=4M:4096:khovec_region';
@@ -188,9 +190,11 @@ export function simulatedTree(opts: SimTreeOptions = {}): { tree: DebugfsTree; k
       this.onBoot?.(ctx);
     },
   }));
-  let k = Kernel.boot(machine, { cmdline, producers });
   const kexecs = opts.kexecs ?? 1;
+  opts.onStep?.(`booting a simulated ${opts.memory ?? '2G'} machine...`);
+  let k = Kernel.boot(machine, { cmdline, producers });
   for (let i = 0; i < kexecs; i++) {
+    opts.onStep?.(`kexec ${i + 1} of ${kexecs}...`);
     k.kexecLoad({ image: k.image, cmdline, fileLoad: true });
     k = k.kexecExec();
   }

@@ -56,6 +56,10 @@ export function sourceTree(o: DebugfsSourceOptions): DebugfsTree {
     ...(o.simCmdline !== undefined ? { cmdline: o.simCmdline } : {}),
     kexecs,
     ...(o.simSubtree ? { extraSubtrees: o.simSubtree } : {}),
+    // Progress on a terminal only (a big machine or several kexecs take seconds).
+    onStep: (m) => {
+      if (process.stderr.isTTY) process.stderr.write(`kho: ${m}\n`);
+    },
   }).tree;
 }
 
