@@ -8,7 +8,7 @@
  */
 import type { CommandContext, CommandResult } from '../engine.ts';
 import { errnoOf, errorMessage, MemFile, type VStat } from '../vfs.ts';
-import { fileError, getopts, has, Out, quote, readOperand, withUsage } from './util.ts';
+import { getopts, has, Out, quote, withUsage } from './util.ts';
 
 /** Interpret `echo -e` escapes; returns the text and whether `\c` stopped output. */
 export function echoEscapes(s: string): { out: string; stop: boolean } {
