@@ -337,3 +337,36 @@ test('a reader that throws and a tree nested absurdly deep are refused per entry
     ['cannot read it: page reused', 'nested deeper than 32 levels'],
   );
 });
+
+test('simulated machines of several shapes export the file sets the real kernel showed (meta.json), scratch_len byte-exact', () => {
+  const shapes: { vec: string; numa: number; kexecs: number; scratchLen: boolean }[] = [
+    { vec: 'flat-explicit/stage1', numa: 1, kexecs: 0, scratchLen: true },
+    { vec: 'numa-explicit/stage2', numa: 2, kexecs: 1, scratchLen: true },
+    { vec: 'three-hops/stage3', numa: 1, kexecs: 2, scratchLen: true },
+    { vec: 'bad-scratch/stage1', numa: 1, kexecs: 0, scratchLen: false },
+    { vec: 'kho-off/stage1', numa: 1, kexecs: 0, scratchLen: false },
+  ];
+  for (const sh of shapes) {
+    const meta = JSON.parse(readFileSync(join(VEC, sh.vec, 'meta.json'), 'utf8')) as {
+      cmdline: string;
+      tree: string[];
+    };
+    const dir = join(fresh(), 'sim');
+    const r = cli(dir, {
+      sim: true,
+      simNuma: String(sh.numa),
+      simKexec: String(sh.kexecs),
+      simCmdline: meta.cmdline,
+    });
+    assert.equal(r.code, 0, `${sh.vec}: ${r.err}`);
+    const got = [...snapshot(dir).keys()].map((p) => `/sys/kernel/debug/${p}`).sort();
+    assert.deepEqual(got, [...meta.tree].sort(), sh.vec);
+    if (meta.tree.length === 0) assert.match(r.out, /the source has no kho\/ tree: KHO is off/);
+    if (sh.scratchLen)
+      assert.equal(
+        readFileSync(join(dir, 'kho/out/scratch_len'), 'latin1'),
+        readFileSync(join(VEC, sh.vec, 'out/scratch_len'), 'latin1'),
+        sh.vec,
+      );
+  }
+});

@@ -107,6 +107,10 @@ export function runDebugfsExport(dir: string | undefined, o: DebugfsExportOption
         L.push(`renamed ${x.dir}/${JSON.stringify(x.raw)} -> ${x.name} (${x.why})`);
       if (r.renamings.length) L.push(`the renames are listed in ${r.dir}/${RENAMES_FILE}`);
       for (const x of r.skipped) L.push(`skipped ${x.path}: ${x.why}`);
+      if (r.files === 0 && r.dirs === 0)
+        L.push(
+          'the source has no kho/ tree: KHO is off in that kernel (kho=off, or not kho=on without CONFIG_KEXEC_HANDOVER_ENABLE_DEFAULT), or CONFIG_KEXEC_HANDOVER_DEBUGFS is unset',
+        );
       io.out(`${L.join('\n')}\n`);
     }
     for (const x of r.refused) process.stderr.write(`kho: ${dir}: KHO_EXPORT_REFUSED: ${x.path}: ${x.why}\n`);
