@@ -11,6 +11,7 @@
  * backquote substitutions, compound commands (if/for/while are ordinary words and fail as commands).
  * Words are binary strings.
  */
+import { KhoError } from '../../errors.ts';
 
 /** One piece of a word: literal text (quoted or not) or a parameter expansion. */
 export type WordPart =
@@ -42,11 +43,17 @@ export interface AndOr {
 }
 export type Script = AndOr[];
 
-export class ShellSyntaxError extends Error {
-  override readonly name = 'ShellSyntaxError';
+/** A command line that is not valid shell syntax (`SIM_SHELL_SYNTAX`). */
+export class ShellSyntaxError extends KhoError {
+  constructor(message: string) {
+    super('SIM_SHELL_SYNTAX', message);
+  }
 }
-export class ShellIncomplete extends Error {
-  override readonly name = 'ShellIncomplete';
+/** A command line that more input would complete (`SIM_SHELL_INCOMPLETE`): open quote, trailing `|`. */
+export class ShellIncomplete extends KhoError {
+  constructor(message: string) {
+    super('SIM_SHELL_INCOMPLETE', message);
+  }
 }
 
 type Token =

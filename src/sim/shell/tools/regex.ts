@@ -12,9 +12,15 @@
  * match *chosen* (JS is leftmost-first, POSIX leftmost-longest); `longestMatchAt` recovers the POSIX match.
  */
 import { setFlagsFromString } from 'node:v8';
+import { KhoError } from '../../../errors.ts';
 import { charClass } from '../glob.ts';
 
-export class RegexSyntaxError extends Error {}
+/** A pattern GNU grep rejects (`SIM_SHELL_REGEX`); the message is grep's. */
+export class RegexSyntaxError extends KhoError {
+  constructor(message: string) {
+    super('SIM_SHELL_REGEX', message);
+  }
+}
 
 const hex = (c: number) => `\\x${c.toString(16).padStart(2, '0')}`;
 const esc = (ch: string) => {

@@ -8,6 +8,7 @@
  * GNU getopt messages (`ls: invalid option -- 'z'`). `quotef` quotes a name only when a shell would need it
  * (GNU's shell-escape style), `quote` always (`'name'`), as coreutils' diagnostics do.
  */
+import { KhoError } from '../../../errors.ts';
 import type { CommandContext, CommandResult } from '../engine.ts';
 import { errorMessage } from '../vfs.ts';
 
@@ -28,11 +29,12 @@ export interface ParsedOpts {
   operands: string[];
 }
 
-export class UsageError extends Error {
+/** A usage error (`SIM_SHELL_USAGE`): the message is the tool's own diagnostic line. */
+export class UsageError extends KhoError {
   /** True when the tool prints only the message, without the `Try ... --help` line. */
   readonly noTry: boolean;
   constructor(message: string, noTry = false) {
-    super(message);
+    super('SIM_SHELL_USAGE', message);
     this.noTry = noTry;
   }
 }
