@@ -291,3 +291,42 @@ test("an in/ dir whose LUO page was reused (luo-memfd stage 2): not read as A's 
   assert.match(s.notes.join('\n'), /reused page/);
   assert.match(s.notes.join('\n'), /an in\/ directory holds what the previous kernel handed over/);
 });
+
+test('an arm64 Image has no release: ABI unknown (exit 1); other architecture or no KHO in B: incompatible', () => {
+  // struct arm64_image_header: image_size (u64) at 0x10, magic 'ARM\\x64' at 0x38.
+  const img = Buffer.alloc(64);
+  img.writeBigUInt64LE(0x2000000n, 0x10);
+  img.write('ARM\x64', 0x38, 'latin1');
+  const p = join(tmp, 'Image');
+  writeFileSync(p, img);
+  const s = describeKernel(p);
+  assert.equal(s.kind, 'arm64-Image');
+  assert.equal(s.release, null);
+  assert.equal(s.compatible, null);
+  const r = run(desc('arm-a', { arch: 'arm64' }), p);
+  assert.equal(r.code, 1);
+  assert.equal(JSON.parse(r.out).verdict, 'unknown');
+  // x86_64 A, arm64 B: kexec refuses the image.
+  const x = checkCompat(describeKernel(desc('x86-a', {})), describeKernel(desc('arm-b', { arch: 'arm64' })));
+  assert.equal(x.verdict, 'incompatible');
+  assert.match(x.notes.join('\n'), /-ENOEXEC/);
+  // B without CONFIG_KEXEC_HANDOVER: it ignores the handover.
+  const n = checkCompat(
+    describeKernel(desc('a-kho', {})),
+    describeKernel(desc('b-nokho', { config: { CONFIG_KEXEC_HANDOVER: false } })),
+  );
+  assert.equal(n.abi.verdict, 'rejected');
+  assert.ok(n.producers.every((p) => p.status === 'dropped'));
+  // A 6.18-7.0 kernel (kho-v1, live FDT) must finalize; B of the same era accepts.
+  const f = checkCompat(
+    describeKernel(desc('a-618', { release: '6.18.3', profile: 'kho-v1' })),
+    describeKernel(desc('b-619', { release: '6.19.1', profile: 'kho-v1' })),
+  );
+  assert.equal(f.abi.verdict, 'accepted');
+  assert.match(f.notes.join('\n'), /finalize/);
+  // kexec-metadata does not exist before kho-v3: nothing to judge for it.
+  assert.equal(
+    f.producers.some((p) => p.name === 'kexec-metadata'),
+    false,
+  );
+});

@@ -572,6 +572,13 @@ export function checkCompat(a: KernelSide, b: KernelSide): CompatResult {
       bCompatible: bc,
       message: 'A is built without CONFIG_KEXEC_HANDOVER: it hands nothing over',
     };
+  } else if (b.khoBuilt === false) {
+    abi = {
+      verdict: 'rejected',
+      aCompatible: ac,
+      bCompatible: bc,
+      message: 'B is built without CONFIG_KEXEC_HANDOVER: it ignores the handover and boots cold',
+    };
   } else if (ac === null || bc === null) {
     abi = {
       verdict: 'unknown',
