@@ -58,7 +58,8 @@ main{display:flex;flex:1;min-height:0}
 .r:hover{filter:brightness(0.8);z-index:2}
 .r.sel{box-shadow:0 0 0 2px #000;z-index:3}
 #ticks{position:relative;height:26px;margin:0 12px}
-.tick{position:absolute;top:0;font:10px monospace;transform:translateX(-50%);white-space:nowrap;border-left:1px solid #444;padding-top:6px}
+.tick{position:absolute;top:0;font:10px monospace;white-space:nowrap;border-left:1px solid #444;padding:6px 0 0 2px}
+.tick.last{transform:translateX(-100%);border-left:none;border-right:1px solid #444;padding:6px 2px 0 0}
 #notes{padding:4px 12px;color:#555;font-size:12px}
 #right{flex:2;border-left:1px solid #ccc;overflow:auto;min-width:0}
 table{border-collapse:collapse;width:100%;font-size:11px}
@@ -186,11 +187,12 @@ function render(){
     e.style.display = ''; e.style.left = (LEFT + left) + 'px'; e.style.width = Math.max(MIN_PX, right - left) + 'px';
   }
   ticks.textContent = '';
-  var n = Math.max(2, Math.floor(W / 130));
+  var n = Math.max(2, Math.floor(W / 170));
   for (var k = 0; k <= n; k++){
     var u = u0 + s * k / n;
     var t = document.createElement('div'); t.className = 'tick';
     t.style.left = (LEFT + W * k / n) + 'px'; t.textContent = hex(addr(u));
+    if (k === n) t.className = 'tick last';
     ticks.appendChild(t);
   }
   var v = view();

@@ -10,8 +10,18 @@ import fc from 'fast-check';
 import { Kernel } from '../sim/kernel/kernel.ts';
 import { Machine } from '../sim/machine/machine.ts';
 import { compressedAxis, linearAxis, ticksLinear } from './axis.ts';
-import { allRegions, buildMemoryMap, MAX_LANES, type MapRegion, packLanes, parseIomem } from './model.ts';
+import { renderHtml } from './html.ts';
+import {
+  allRegions,
+  buildMemoryMap,
+  COALESCE_ABOVE,
+  MAX_LANES,
+  type MapRegion,
+  packLanes,
+  parseIomem,
+} from './model.ts';
 import { mapInputFromKernel, parseDmesgNodes } from './sources.ts';
+import { renderSvg } from './svg.ts';
 
 const reg = (start: bigint, end: bigint, label = ''): MapRegion => ({ start, end, kind: 'preserved', label });
 
@@ -206,4 +216,79 @@ test('simulated kernel source: nodes, scratch per node, preserved blocks by prod
       scratch.some((a) => s.start >= a.start && s.end <= a.end),
       s.label,
     );
+});
+
+test('huge handovers: beyond COALESCE_ABOVE blocks, adjacent same-owner blocks become runs', () => {
+  // 10 000 adjacent order-0 pages from 1 MiB; kho_test recorded all but pages 500, 1500, ..., 9500.
+  const base = 0x100000n;
+  const blocks = Array.from({ length: 10_000 }, (_, i) => ({ pa: base + BigInt(i) * 0x1000n, order: 0 }));
+  const recorded = blocks.filter((_, i) => i % 1000 !== 500);
+  const map = buildMemoryMap({
+    source: 'many pages',
+    preserved: blocks,
+    producerBlocks: [{ producer: 'kho_test', label: 'kho_test folio', blocks: recorded }],
+  });
+  assert.ok(blocks.length > COALESCE_ABOVE);
+  const kho = allRegions(map).filter((r) => r.lane === 'kho');
+  // Runs: pages 0-499, then for each k: page k*1000+500 alone, pages k*1000+501 .. (k+1)*1000+499.
+  const expected: [bigint, bigint, string | undefined][] = [[base, base + 500n * 0x1000n, 'kho_test']];
+  for (let k = 0; k < 10; k++) {
+    const lone = base + BigInt(k * 1000 + 500) * 0x1000n;
+    expected.push([lone, lone + 0x1000n, undefined]);
+    const next = Math.min((k + 1) * 1000 + 500, 10_000);
+    expected.push([lone + 0x1000n, base + BigInt(next) * 0x1000n, 'kho_test']);
+  }
+  assert.deepEqual(
+    kho.map((r) => [r.start, r.end, r.producer]),
+    expected,
+  );
+  assert.equal(kho[0]!.label, 'kho_test folio ×500');
+  assert.equal(map.summary.preservedBlocks, 10_000);
+  assert.equal(map.summary.unattributedBlocks, 10);
+  assert.ok(map.notes.some((n) => /10000 preserved blocks and map pages are drawn as 21 runs/.test(n)));
+});
+
+test('hostile inputs: building and rendering never throws; lanes never overlap', () => {
+  const big = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
+  const name = fc.string({ maxLength: 12, unit: 'binary' });
+  const input = fc.record({
+    iomem: fc.array(
+      fc.record({ start: big, len: big, name, depth: fc.integer({ min: 0, max: 3 }) }).map((e) => ({
+        start: e.start,
+        end: e.start + e.len,
+        name: e.name,
+        depth: e.depth,
+      })),
+      { maxLength: 8 },
+    ),
+    scratch: fc.array(fc.record({ addr: big, size: big, role: name }), { maxLength: 6 }),
+    preserved: fc.array(fc.record({ pa: big, order: fc.integer({ min: -5, max: 80 }) }), { maxLength: 30 }),
+    trackerPages: fc.array(big, { maxLength: 5 }),
+    rootFdt: fc.option(big, { nil: undefined }),
+    subBlobs: fc.array(
+      fc.record({ name, phys: fc.option(big, { nil: undefined }), size: fc.option(big, { nil: undefined }) }),
+      {
+        maxLength: 4,
+      },
+    ),
+    reserveMem: fc.array(fc.record({ name, start: big, size: big }), { maxLength: 3 }),
+    nodes: fc.array(fc.record({ nid: fc.integer({ min: 0, max: 70 }), start: big, end: big }), {
+      maxLength: 3,
+    }),
+  });
+  fc.assert(
+    fc.property(input, fc.integer({ min: 2, max: 50 }), (inp, coalesceAbove) => {
+      const clean = Object.fromEntries(Object.entries(inp).filter(([, v]) => v !== undefined));
+      const map = buildMemoryMap({ source: 'fuzz', ...clean } as Parameters<typeof buildMemoryMap>[0], {
+        coalesceAbove,
+      });
+      for (const l of map.lanes)
+        for (let i = 1; i < l.regions.length; i++) assert.ok(l.regions[i - 1]!.end <= l.regions[i]!.start);
+      const svg = renderSvg(map);
+      assert.ok(!/NaN|Infinity/.test(svg));
+      const html = renderHtml(map);
+      assert.ok(!/NaN|Infinity/.test(html));
+    }),
+    { numRuns: 150 },
+  );
 });

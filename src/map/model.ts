@@ -15,7 +15,10 @@
  *   name; a block inside a reserve_mem region → `memblock` (the producer that preserves reserve_mem);
  *   a block in a producer's recorded blocks or ranges (the self-test's folios and its `folios_info`
  *   vmalloc pages) → that producer; otherwise no producer (label says unknown). Radix-tree (tracker)
- *   pages, which are not preserved blocks themselves, are regions of kind `radix`.
+ *   pages, which are not preserved blocks themselves, are regions of kind `radix`. One region per block
+ *   and page, labelled with its order; beyond `COALESCE_ABOVE` of them (huge handovers), runs of
+ *   adjacent blocks with the same owner become one region (`<label> ×N`) and a note says so, so the
+ *   renderers stay bounded by the number of distinct runs, not of pages.
  * - `parseIomem(text)` reads `/proc/iomem` (`start-end : name`, end inclusive, two spaces of indent per
  *   level) into entries with their depth; malformed lines are skipped and counted, never thrown.
  * - Deterministic: the same input gives the same model (sorting is total: start, end, kind, label).
@@ -250,8 +253,16 @@ interface Owner {
   kind?: RegionKind;
 }
 
+/** Beyond this many preserved blocks and map pages, adjacent ones with the same owner are merged. */
+export const COALESCE_ABOVE = 4096;
+
+export interface BuildOptions {
+  /** Merge adjacent same-owner blocks into runs when there are more than this (default `COALESCE_ABOVE`). */
+  coalesceAbove?: number;
+}
+
 /** Build the lanes of a memory map from `input` (see the module contract). */
-export function buildMemoryMap(input: MapInput): MemoryMap {
+export function buildMemoryMap(input: MapInput, opts: BuildOptions = {}): MemoryMap {
   const pageSize = input.pageSize ?? 4096;
   const ps = BigInt(pageSize);
   const notes = [...(input.notes ?? [])];
@@ -357,7 +368,15 @@ export function buildMemoryMap(input: MapInput): MemoryMap {
   const byProducer: Record<string, { blocks: number; bytes: bigint }> = {};
   let unattributed = 0;
   let preservedBytes = 0n;
-  const kho: MapRegion[] = [];
+  // Blocks and tracker pages with their owner's label; labelled (or merged into runs) below.
+  const raw: {
+    start: bigint;
+    end: bigint;
+    kind: RegionKind;
+    base: string;
+    producer?: string;
+    order?: number;
+  }[] = [];
   for (const b of input.preserved ?? []) {
     const order = Math.min(Math.max(b.order, 0), 63);
     const size = ps << BigInt(order);
@@ -376,28 +395,75 @@ export function buildMemoryMap(input: MapInput): MemoryMap {
       p.blocks++;
       p.bytes += size;
     } else unattributed++;
-    kho.push(
-      withNode({
-        start: b.pa,
-        end,
-        kind: owner?.kind ?? 'preserved',
-        label: `${owner ? owner.label : 'preserved, producer unknown'} (order ${b.order})`,
-        ...(owner ? { producer: owner.producer } : {}),
-      }),
-    );
+    raw.push({
+      start: b.pa,
+      end,
+      kind: owner?.kind ?? 'preserved',
+      base: owner ? owner.label : 'preserved, producer unknown',
+      ...(owner ? { producer: owner.producer } : {}),
+      order: b.order,
+    });
   }
   for (const pa of input.trackerPages ?? [])
-    kho.push(withNode({ start: pa, end: pa + ps, kind: 'radix', label: 'preserved-memory-map page' }));
+    raw.push({ start: pa, end: pa + ps, kind: 'radix', base: 'preserved-memory-map page' });
   if (input.rootFdt !== undefined && !(input.preserved ?? []).length)
-    kho.push(
-      withNode({
-        start: input.rootFdt,
-        end: input.rootFdt + ps,
-        kind: 'kho-fdt',
-        label: 'KHO root FDT',
-        producer: 'kho',
-      }),
+    raw.push({
+      start: input.rootFdt,
+      end: input.rootFdt + ps,
+      kind: 'kho-fdt',
+      base: 'KHO root FDT',
+      producer: 'kho',
+    });
+  const kho: MapRegion[] = [];
+  const coalesceAbove = opts.coalesceAbove ?? COALESCE_ABOVE;
+  if (raw.length <= coalesceAbove) {
+    for (const r of raw)
+      kho.push(
+        withNode({
+          start: r.start,
+          end: r.end,
+          kind: r.kind,
+          label: r.order === undefined ? r.base : `${r.base} (order ${r.order})`,
+          ...(r.producer !== undefined ? { producer: r.producer } : {}),
+        }),
+      );
+  } else {
+    // Too many to draw one by one: runs of adjacent blocks with the same owner become one region.
+    raw.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    let run: { r: (typeof raw)[number]; end: bigint; n: number } | undefined;
+    const flush = () => {
+      if (!run) return;
+      const { r, end, n } = run;
+      kho.push(
+        withNode({
+          start: r.start,
+          end,
+          kind: r.kind,
+          label: n === 1 ? r.base : `${r.base} ×${n}`,
+          ...(r.producer !== undefined ? { producer: r.producer } : {}),
+        }),
+      );
+    };
+    for (const r of raw) {
+      if (
+        run &&
+        run.end === r.start &&
+        run.r.kind === r.kind &&
+        run.r.base === r.base &&
+        run.r.producer === r.producer
+      ) {
+        run.end = r.end;
+        run.n++;
+      } else {
+        flush();
+        run = { r, end: r.end, n: 1 };
+      }
+    }
+    flush();
+    notes.push(
+      `${raw.length} preserved blocks and map pages are drawn as ${kho.length} runs of adjacent blocks with the same owner`,
     );
+  }
   if (kho.length) lanes.push(...pack('kho', kho));
   if (input.kexecSegments?.length) {
     lanes.push(

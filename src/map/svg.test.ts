@@ -125,7 +125,7 @@ test('deterministic: the same input renders byte-identical SVG', () => {
 
 test('hostile names are escaped: the SVG still parses and shows them as text', (t) => {
   if (!oracle(t, 'pylibfdt')) return;
-  const evil = '</title><script>alert(1)</script>&"\'\u0001';
+  const evil = '</title><script>alert(1)</script>&"\'\u0001\ud800';
   const map = buildMemoryMap({
     source: evil,
     preserved: [{ pa: 0x1000n, order: 0 }],
@@ -135,7 +135,7 @@ test('hostile names are escaped: the SVG still parses and shows them as text', (
   assert.ok(!svg.includes('<script>'));
   const [p] = parseSvgs([svg]);
   const r = p!.rects.find((x) => x.panel === 'panel compressed')!;
-  assert.ok(r.title.includes('</title><script>alert(1)</script>&"\'\ufffd'));
+  assert.ok(r.title.includes('</title><script>alert(1)</script>&"\'\ufffd\ufffd'));
 });
 
 test('real handover (flat-explicit stage 1, no memory image): every region in the SVG', (t) => {

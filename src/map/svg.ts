@@ -63,10 +63,13 @@ const RIGHT = PLOT_RIGHT;
 
 export function escapeXml(s: string): string {
   // Control characters are not allowed in XML 1.0 at all (not even as references): replace them.
-  return s.replace(
-    /[&<>"'\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c] ?? '\ufffd',
-  );
+  // Lone surrogates (a name read byte by byte from a hostile blob can carry any code unit) likewise.
+  return s
+    .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd')
+    .replace(
+      /[&<>"'\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g,
+      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c] ?? '\ufffd',
+    );
 }
 
 const hx = (v: bigint) => `0x${v.toString(16)}`;

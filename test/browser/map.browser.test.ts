@@ -165,18 +165,33 @@ test('kho map HTML in headless Chromium: loads cleanly, every region present and
     const real = realMap();
     const syn = syntheticInput(1n << 40n, 4, 300, 11);
     const synMap = buildMemoryMap(syn.input);
-    const files = { real: join(dir, 'real.html'), syn: join(dir, 'syn.html') };
+    // Producer names come from the handover: markup in them must stay text.
+    const evil = '</script><script>window.pwned=1</script><img src=x onerror="window.pwned=2">';
+    const evilMap = buildMemoryMap({
+      source: evil,
+      preserved: [{ pa: 0x1000n, order: 0 }],
+      subBlobs: [{ name: evil, phys: 0x1000n, size: 16n }],
+      reserveMem: [{ name: evil, start: 0x10000n, size: 0x1000n }],
+    });
+    const files = { real: join(dir, 'real.html'), syn: join(dir, 'syn.html'), evil: join(dir, 'evil.html') };
     writeFileSync(files.real, renderHtml(real));
     writeFileSync(files.syn, renderHtml(synMap));
+    writeFileSync(files.evil, renderHtml(evilMap, { title: evil }));
 
     for (const [name, map] of [
       ['real', real],
       ['syn', synMap],
+      ['evil', evilMap],
     ] as const) {
       const page = await ctx.newPage();
       const problems = await open(page, files[name]);
       await checkEveryRegion(page, map);
       assert.deepEqual(problems, { console: [], pageErrors: [], failed: [], foreign: [] }, name);
+      if (name === 'evil') {
+        assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
+        assert.equal(await page.locator('img').count(), 0);
+        assert.match((await page.locator('#rows').textContent()) ?? '', /<\/script><script>window\.pwned=1/);
+      }
       await page.close();
     }
 
