@@ -6,7 +6,7 @@
  * fuse-native, no libfuse2): the mount is optional by the issue's own words.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -162,4 +162,23 @@ test('without FUSE too: the mount serves exactly the names the export writes (ho
   const sub = safeIndex(tree).root.children.get('kho')?.children.get('out')?.children.get('sub_fdts');
   assert.deepEqual([...(sub?.children.keys() ?? [])].sort(), onDisk);
   assert.equal(onDisk.length, names.length);
+});
+
+test('FUSE unavailable (no device node): a clear message and exit 1, nothing mounted', () => {
+  const dir = join(base, 'nofuse');
+  mkdirSync(dir);
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'debugfs', 'mount', dir, '--sim'],
+    {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, KHO_FUSE_DEVICE: join(base, 'no-such-device') },
+      timeout: 20000,
+    },
+  );
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /KHO_FUSE_UNAVAILABLE: FUSE is not available: \S+no-such-device does not exist/);
+  assert.match(r.stderr, /kho debugfs export/);
+  assert.equal(mounted(dir), false);
 });

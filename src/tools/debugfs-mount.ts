@@ -5,7 +5,7 @@
  * - `loadFuse()` returns fuse-native's `Fuse` class, or throws `KhoError('KHO_FUSE_UNAVAILABLE')` with
  *   what is missing: `/dev/fuse` (no FUSE in this kernel or container), the `fuse-native` module (an
  *   optional dependency: `npm install fuse-native@2.2.6`), or `libfuse.so.2` (Debian: `apt-get
- *   install libfuse2`).
+ *   install libfuse2`). `KHO_FUSE_DEVICE` names another device node to probe (tests use it).
  * - `mountTree(tree, dir)` mounts the tree at `dir` (an existing, empty, real directory:
  *   `KHO_MOUNT_NOT_A_DIR`, `KHO_MOUNT_NOT_EMPTY` otherwise). File names are made safe exactly as the
  *   export does (`safeNames()`, per directory), so a producer's name never creates a path outside the
@@ -71,8 +71,9 @@ function patchUnmount(Fuse: FuseCtor): void {
 
 /** fuse-native, or why not (see the module contract). */
 export function loadFuse(): FuseCtor {
-  if (!existsSync('/dev/fuse'))
-    throw new KhoError('KHO_FUSE_UNAVAILABLE', 'FUSE is not available: /dev/fuse does not exist', {
+  const dev = process.env.KHO_FUSE_DEVICE || '/dev/fuse';
+  if (!existsSync(dev))
+    throw new KhoError('KHO_FUSE_UNAVAILABLE', `FUSE is not available: ${dev} does not exist`, {
       expected:
         'a kernel with FUSE (modprobe fuse; in a container: --device /dev/fuse); or use kho debugfs export',
     });
