@@ -75,7 +75,11 @@ export function mapInputFromHandover(h: Handover, opts: HandoverMapOptions = {})
     if (nodes.length) input.nodes = nodes;
   }
   if (h.scratch) input.scratch = h.scratch.map((s) => ({ addr: s.addr, size: s.size, role: s.role }));
+  const noFdt = h.findings.find((f) => f.code === 'KHO_DEBUGFS_NO_FDT');
+  if (noFdt) notes.push(noFdt.message);
+  const stale = h.findings.find((f) => f.code === 'KHO_MAP_STALE');
   if (h.preserved) input.preserved = h.preserved.list;
+  else if (stale) notes.push(`preserved memory is not shown: ${stale.message}`);
   else if (h.root?.memoryMap)
     notes.push(
       opts.memory
@@ -90,7 +94,7 @@ export function mapInputFromHandover(h: Handover, opts: HandoverMapOptions = {})
   }));
   input.reserveMem = h.reserveMem.map((r) => ({ name: r.name, start: r.start, size: r.size }));
   const profile = getProfile(h.profile, { pageSize });
-  if (opts.memory && h.root?.memoryMap) {
+  if (opts.memory && h.root?.memoryMap && h.preserved) {
     try {
       input.trackerPages = decodePreservedMemoryMap(opts.memory, h.root.memoryMap, profile).trackerPages;
     } catch (e) {
@@ -103,7 +107,7 @@ export function mapInputFromHandover(h: Handover, opts: HandoverMapOptions = {})
     const t = sb.khoTest;
     if (!t) continue;
     if (t.folios) producerBlocks.push({ producer: sb.name, label: `${sb.name} folio`, blocks: t.folios });
-    if (t.foliosInfo && opts.memory) {
+    if (t.foliosInfo && opts.memory && h.preserved) {
       try {
         const v = decodeVmalloc(opts.memory, t.foliosInfo, profile);
         const ps = BigInt(pageSize);

@@ -201,3 +201,29 @@ test('without a memory image the map still shows scratch and says preserved memo
   assert.equal(map.summary.preservedBlocks, 0);
   assert.ok(map.notes.some((n) => /--memory/.test(n)));
 });
+
+test('after the kexec (stage 2): in/ says why preserved memory is not shown; out/ says there is no out/fdt', () => {
+  const d = join(VEC, 'flat-explicit/stage2');
+  const mem = openMemoryImage(join(d, 'mem'));
+  try {
+    const inMap = buildMemoryMap(
+      mapInputFromHandover(loadHandoverPath(join(d, 'in'), { memory: mem }), { memory: mem }),
+    );
+    assert.equal(inMap.summary.preservedBlocks, 0);
+    assert.ok(inMap.notes.some((n) => /consumed at boot/.test(n)));
+    const outMap = buildMemoryMap(
+      mapInputFromHandover(loadHandoverPath(join(d, 'out'), { memory: mem }), { memory: mem }),
+    );
+    assert.ok(outMap.notes.some((n) => /no out\/fdt/.test(n)));
+    // The scratch areas are still listed by out/ (scratch_phys lines: 0x7c000000, 0x78000000, 0x76000000).
+    assert.deepEqual(
+      allRegions(outMap)
+        .filter((r) => r.kind.startsWith('scratch-'))
+        .map((r) => r.start)
+        .sort((a, b) => (a < b ? -1 : 1)),
+      [0x76000000n, 0x78000000n, 0x7c000000n],
+    );
+  } finally {
+    mem.close();
+  }
+});
