@@ -166,3 +166,32 @@ test('stat -c formats match GNU stat for files, directories and symlinks', async
     },
   );
 });
+
+test('ls -lh sizes and totals match GNU ls -lh (sparse files up to terabytes)', async (t) => {
+  if (!gnu(t, 'ls', 'truncate')) return;
+  const { spawnSync } = await import('node:child_process');
+  await fc.assert(
+    fc.asyncProperty(
+      fc.uniqueArray(
+        fc.oneof(
+          fc.integer({ min: 0, max: 5000 }),
+          fc.integer({ min: 0, max: 2 ** 44 }),
+          fc.constantFrom(1023, 1024, 1025, 10239, 10240, 1048575, 1048576),
+        ),
+        { minLength: 1, maxLength: 6 },
+      ),
+      async (sizes) => {
+        await withTree([], async (dir, sh) => {
+          for (const n of sizes) spawnSync('truncate', ['-s', String(n), `${dir}/f${n}`]);
+          writeFileSync(`${dir}/real`, Buffer.alloc(sizes[0] % 70000, 1));
+          for (const args of [['-lh'], ['-lhS'], ['-lh', '-a']]) {
+            const ours = await runTool(sh, ['ls', ...args]);
+            const real = runGnu('ls', args, { cwd: dir });
+            assert.deepEqual(ours, real, `ls ${args.join(' ')} ${sizes.join(',')}`);
+          }
+        });
+      },
+    ),
+    { numRuns: 40 },
+  );
+});

@@ -1,7 +1,7 @@
 /**
  * `ls`, as GNU coreutils 9 prints in the C locale with TZ=UTC.
  *
- * Contract: options -l -a -A -1 -C -R -d -r -t -S -n (numeric ids: the same here, everything is
+ * Contract: options -l -a -A -1 -C -R -d -r -t -S -h -n (numeric ids: the same here, everything is
  * root:root) -w COLS. Output to a pipe is one name per line; to an interactive terminal (or with -C) in
  * GNU's vertical columns (tabs every 8 columns, width $COLUMNS or 80). `-l` columns: mode, links, owner,
  * group, size (or `major, minor` for devices), date (`Mmm dd HH:MM` within the past six months,
@@ -52,6 +52,25 @@ export function lsDate(mtime: Date, now: Date): string {
     return `${mon} ${day} ${hh}:${mm}`;
   }
   return `${mon} ${day}  ${mtime.getUTCFullYear()}`;
+}
+
+/** GNU ls -h: powers of 1024, rounded up; one decimal below 10 (`1.1K`, `10K`, `1.0M`). */
+export function humanSize(n: number): string {
+  if (n < 1024) return String(n);
+  const units = 'KMGTPE';
+  let e = 0;
+  let div = 1024n;
+  const big = BigInt(n);
+  while (big >= div * 1024n && e < units.length - 1) {
+    div *= 1024n;
+    e++;
+  }
+  const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
+  const tenths = ceilDiv(big * 10n, div);
+  if (tenths < 100n) return `${tenths / 10n}.${tenths % 10n}${units[e]}`;
+  const whole = ceilDiv(big, div);
+  if (whole >= 1024n && e < units.length - 1) return `1.0${units[e + 1]}`;
+  return `${whole}${units[e]}`;
 }
 
 /** GNU's indent(): pad from column `from` to `to` with tabs (tab size 8) where possible, then spaces. */
@@ -120,7 +139,8 @@ export function columns(names: string[], width: number): string {
 }
 
 /** `-l` lines; column widths cover `widthOf` (GNU sizes the operand files' columns over every operand). */
-function longLines(entries: Entry[], now: Date, widthOf: Entry[] = entries): string[] {
+function longLines(entries: Entry[], now: Date, widthOf: Entry[] = entries, human = false): string[] {
+  const sizeText = (e: Entry) => (human ? humanSize(e.st.size) : String(e.st.size));
   const nlinkW = Math.max(...widthOf.map((e) => String(e.st.nlink).length));
   let majW = 0;
   let minW = 0;
@@ -129,12 +149,12 @@ function longLines(entries: Entry[], now: Date, widthOf: Entry[] = entries): str
       majW = Math.max(majW, String(e.st.rdev[0]).length);
       minW = Math.max(minW, String(e.st.rdev[1]).length);
     }
-  let sizeW = Math.max(...widthOf.map((e) => (e.st.rdev ? 0 : String(e.st.size).length)));
+  let sizeW = Math.max(...widthOf.map((e) => (e.st.rdev ? 0 : sizeText(e).length)));
   if (majW > 0) sizeW = Math.max(sizeW, majW + 2 + minW);
   return entries.map((e) => {
     const size = e.st.rdev
       ? `${String(e.st.rdev[0]).padStart(majW)}, ${String(e.st.rdev[1]).padStart(minW)}`.padStart(sizeW)
-      : String(e.st.size).padStart(sizeW);
+      : sizeText(e).padStart(sizeW);
     const name = e.target !== undefined ? `${e.name} -> ${e.target}` : e.name;
     return `${modeString(e.st)} ${String(e.st.nlink).padStart(nlinkW)} root root ${size} ${lsDate(e.st.mtime, now)} ${name}`;
   });
@@ -145,7 +165,7 @@ const joinPath = (dir: string, name: string) => (dir.endsWith('/') ? dir + name 
 export function ls(ctx: CommandContext): CommandResult {
   return withUsage('ls', 2, () => {
     const p = getopts('ls', ctx.argv.slice(1), {
-      flags: 'laA1CRdrtSnx',
+      flags: 'laA1CRdrtSnxh',
       withArg: 'w',
       long: {
         all: 'a',
@@ -154,6 +174,7 @@ export function ls(ctx: CommandContext): CommandResult {
         directory: 'd',
         reverse: 'r',
         'width=': 'w',
+        'human-readable': 'h',
       },
     });
     let format: 'one' | 'long' | 'cols' = ctx.isTTY ? 'cols' : 'one';
@@ -168,6 +189,7 @@ export function ls(ctx: CommandContext): CommandResult {
     const almostAll = hidden === 'A';
     const recursive = has(p, 'R');
     const dirAsFile = has(p, 'd');
+    const human = has(p, 'h');
     const reverse = has(p, 'r');
     // The last of -t/-S wins, as in GNU ls.
     const sortKey = p.list.filter(([k]) => k === 't' || k === 'S').pop()?.[0];
@@ -198,7 +220,7 @@ export function ls(ctx: CommandContext): CommandResult {
     };
     const render = (es: Entry[], widthOf: Entry[] = es) => {
       if (es.length === 0) return '';
-      if (format === 'long') return `${longLines(es, now, widthOf).join('\n')}\n`;
+      if (format === 'long') return `${longLines(es, now, widthOf, human).join('\n')}\n`;
       if (format === 'cols')
         return columns(
           es.map((e) => e.name),
@@ -276,7 +298,7 @@ export function ls(ctx: CommandContext): CommandResult {
       first = false;
       if (format === 'long') {
         const blocks = es.reduce((s, e) => s + e.st.blocks, 0);
-        o.out(`total ${Math.ceil(blocks / 2)}\n`);
+        o.out(`total ${human ? humanSize(blocks * 512) : Math.ceil(blocks / 2)}\n`);
       }
       o.out(render(es));
       if (recursive) {
