@@ -295,3 +295,25 @@ test('hostile command lines never crash or hang the shell: every outcome is a st
   assert.equal((await sh.run(deep)).status, 0);
   assert.equal(toText((await sh.run(`${'true | '.repeat(2000)}echo ok`)).stdout), 'ok\n');
 });
+
+test('parseTranscript splits a transcript back into the commands and outputs runScript produced', async () => {
+  const { parseTranscript } = await import('./index.ts');
+  const sh = createShell();
+  const { transcript } = await sh.runScript("echo one\necho 'a\nb' | cat\nfalse\nnosuch\n");
+  assert.deepEqual(parseTranscript(transcript), [
+    { command: 'echo one', output: 'one\n' },
+    { command: "echo 'a\nb' | cat", output: 'a\nb\n' },
+    { command: 'false', output: '' },
+    { command: 'nosuch', output: 'sh: nosuch: not found\n' },
+  ]);
+  // The user guide's literal blocks use the same `# ` prompt.
+  const guide = '  # kexec -l /path/to/bzImage --initrd /path/to/initrd -s\n  # kexec -e\n';
+  const dedented = guide
+    .split('\n')
+    .map((l) => l.replace(/^ {2}/, ''))
+    .join('\n');
+  assert.deepEqual(
+    parseTranscript(dedented).map((e) => e.command),
+    ['kexec -l /path/to/bzImage --initrd /path/to/initrd -s', 'kexec -e'],
+  );
+});

@@ -529,6 +529,38 @@ function clampStatus(n: number): number {
   return ((Math.trunc(n) % 256) + 256) % 256;
 }
 
+export interface TranscriptEntry {
+  /** The command as typed (continuation lines joined with newlines). */
+  command: string;
+  /** Everything printed until the next prompt. */
+  output: string;
+}
+
+/**
+ * Split a transcript (as `runScript` writes it, or a terminal session pasted from a document) into
+ * commands and their output: a line starting with `prompt` starts a command; following lines starting
+ * with `> ` continue it while it is incomplete; the rest is output.
+ */
+export function parseTranscript(text: string, prompt = '# '): TranscriptEntry[] {
+  const entries: TranscriptEntry[] = [];
+  const lines = text.split('\n');
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  let cur: TranscriptEntry | undefined;
+  for (const line of lines) {
+    if (cur && isIncomplete(cur.command) && line.startsWith('> ')) {
+      cur.command += `\n${line.slice(2)}`;
+      continue;
+    }
+    if (line.startsWith(prompt)) {
+      cur = { command: line.slice(prompt.length), output: '' };
+      entries.push(cur);
+      continue;
+    }
+    if (cur) cur.output += `${line}\n`;
+  }
+  return entries;
+}
+
 /** Would more input complete this text (open quote, trailing `|`, `&&`, `\`)? */
 export function isIncomplete(src: string): boolean {
   try {
