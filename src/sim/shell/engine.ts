@@ -31,7 +31,7 @@ import {
   type SimpleCommand,
   type Word,
 } from './parse.ts';
-import { errnoOf, errorMessage, type Vfs } from './vfs.ts';
+import { errorMessage, type Vfs, vfsErrno } from './vfs.ts';
 
 export type Output = Uint8Array | string;
 
@@ -439,7 +439,7 @@ export class Shell {
         if (inMultiPipeline) return e.status;
         throw e;
       }
-      const msg = e instanceof KhoError && !errnoOf(e) ? e.message : errorMessage(e);
+      const msg = e instanceof KhoError && !vfsErrno(e) ? e.message : errorMessage(e);
       write(2, toBytes(`${name}: ${msg}\n`));
       return 1;
     }

@@ -81,7 +81,7 @@ export function vfsError(errno: Errno, path: string): KhoError {
 }
 
 /** The errno of a VFS error (`ENOENT`), or undefined for other errors. */
-export function errnoOf(e: unknown): Errno | undefined {
+export function vfsErrno(e: unknown): Errno | undefined {
   if (e instanceof KhoError && e.code.startsWith('SIM_')) {
     const k = e.code.slice(4);
     if (k in ERRNO_MESSAGES) return k as Errno;
@@ -610,7 +610,7 @@ export class Vfs {
     try {
       return r.node.read();
     } catch (e) {
-      if (errnoOf(e)) throw vfsError(errnoOf(e)!, path);
+      if (vfsErrno(e)) throw vfsError(vfsErrno(e)!, path);
       throw e;
     }
   }
@@ -624,7 +624,7 @@ export class Vfs {
     try {
       target = this.resolve(path, true);
     } catch (e) {
-      if (errnoOf(e) !== 'ENOENT') throw e;
+      if (vfsErrno(e) !== 'ENOENT') throw e;
     }
     if (target) {
       const n = target.node;
@@ -651,7 +651,7 @@ export class Vfs {
     try {
       target = this.resolve(path, true);
     } catch (e) {
-      if (errnoOf(e) !== 'ENOENT') throw e;
+      if (vfsErrno(e) !== 'ENOENT') throw e;
     }
     if (!target) {
       this.writeFile(path, new Uint8Array(0));
@@ -698,7 +698,7 @@ export class Vfs {
         try {
           st = this.stat(cur);
         } catch (e) {
-          if (errnoOf(e) !== 'ENOENT') throw e;
+          if (vfsErrno(e) !== 'ENOENT') throw e;
         }
         if (st) {
           if (st.type !== 'dir') throw vfsError('ENOTDIR', path);
@@ -810,7 +810,7 @@ export class Vfs {
     try {
       parent = this.resolveParent(path);
     } catch (e) {
-      if (errnoOf(e) === 'ENOENT') return false;
+      if (vfsErrno(e) === 'ENOENT') return false;
       throw e;
     }
     const { dir, dirPath, name } = parent;

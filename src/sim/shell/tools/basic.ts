@@ -7,7 +7,7 @@
  * `/root`) and fail elsewhere with the errno a real system gives (EACCES, EROFS).
  */
 import type { CommandContext, CommandResult } from '../engine.ts';
-import { errnoOf, errorMessage, MemFile, type VStat } from '../vfs.ts';
+import { errorMessage, MemFile, type VStat, vfsErrno } from '../vfs.ts';
 import { getopts, has, Out, quote, withUsage } from './util.ts';
 
 /** Interpret `echo -e` escapes; returns the text and whether `\c` stopped output. */
@@ -149,7 +149,7 @@ function removeTree(ctx: CommandContext, path: string, o: Out, force: boolean): 
   try {
     st = ctx.vfs.lstat(path);
   } catch (e) {
-    if (force && errnoOf(e) === 'ENOENT') return true;
+    if (force && vfsErrno(e) === 'ENOENT') return true;
     o.err(`rm: cannot remove ${quote(path)}: ${errorMessage(e)}\n`);
     return false;
   }
@@ -205,7 +205,7 @@ export function rm(ctx: CommandContext): CommandResult {
       try {
         st = ctx.vfs.lstat(path);
       } catch (e) {
-        if (force && (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR')) continue;
+        if (force && (vfsErrno(e) === 'ENOENT' || vfsErrno(e) === 'ENOTDIR')) continue;
         o.err(`rm: cannot remove ${quote(path)}: ${errorMessage(e)}\n`);
         o.status = 1;
         continue;
@@ -367,7 +367,7 @@ export function cp(ctx: CommandContext): CommandResult {
     try {
       dstIsDir = ctx.vfs.stat(dst).type === 'dir';
     } catch (e) {
-      dstErr = errnoOf(e);
+      dstErr = vfsErrno(e);
     }
     if (srcs.length > 1 && !dstIsDir)
       return { stderr: `cp: target ${quote(dst)} is not a directory\n`, status: 1 };

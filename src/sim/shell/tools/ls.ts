@@ -11,7 +11,7 @@
  * literal style for non-terminal output).
  */
 import type { CommandContext, CommandResult } from '../engine.ts';
-import { compareBytes, errnoOf, errorMessage, type VStat } from '../vfs.ts';
+import { compareBytes, errorMessage, type VStat, vfsErrno } from '../vfs.ts';
 import { getopts, has, lastValue, Out, quote, withUsage } from './util.ts';
 
 interface Entry {
@@ -251,7 +251,7 @@ export function ls(ctx: CommandContext): CommandResult {
             e = statEntry(op, op, true);
             if (e.st.type !== 'dir') e = statEntry(op, op, false);
           } catch (err) {
-            if (errnoOf(err) !== 'ENOENT') throw err;
+            if (vfsErrno(err) !== 'ENOENT') throw err;
             e = statEntry(op, op, false);
           }
         }
