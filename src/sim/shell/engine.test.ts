@@ -317,3 +317,15 @@ test('parseTranscript splits a transcript back into the commands and outputs run
     ['kexec -l /path/to/bzImage --initrd /path/to/initrd -s', 'kexec -e'],
   );
 });
+
+test('a handler returning nothing succeeds silently; one throwing a KhoError prints its message', async () => {
+  const { KhoError } = await import('../../errors.ts');
+  const sh = createShell();
+  sh.register('quiet', (() => undefined) as unknown as Parameters<typeof sh.register>[1]);
+  sh.register('refuse', () => {
+    throw new KhoError('SIM_KEXEC_NOT_LOADED', 'no kernel image is loaded');
+  });
+  const r = await sh.run('quiet; echo $?; refuse; echo $?');
+  assert.equal(toText(r.stdout), '0\n1\n');
+  assert.equal(toText(r.stderr), 'refuse: no kernel image is loaded\n');
+});

@@ -432,7 +432,8 @@ export class Shell {
     const isTTY = this.interactive && lastInPipeline && sinks[1].kind === 'fd';
     let result: CommandResult;
     try {
-      result = await info.handler({ argv, stdin: input, env, vfs: this.vfs, shell: this, isTTY });
+      // A handler that returns nothing succeeded silently.
+      result = (await info.handler({ argv, stdin: input, env, vfs: this.vfs, shell: this, isTTY })) ?? {};
     } catch (e) {
       if (e instanceof ExitSignal) {
         write(2, toBytes(e.message));
