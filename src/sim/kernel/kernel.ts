@@ -512,6 +512,14 @@ export class Kernel {
       machine.memory.read(desc.scratchAddr, Number(len)),
       this.profile.endian,
     ).map((e) => ({ addr: e.addr, size: e.size }));
+    // The real kernel trusts these; one that is not RAM would make it add phantom memory and crash at
+    // some later point. The simulator refuses the handover instead, saying why.
+    const bad = scratch.find((a) => a.size !== 0n && !(a.addr >= 0n && machine.isRam(a.addr, a.size)));
+    if (bad)
+      return warn(
+        `scratch area [${hex(bad.addr)}, +${hex(bad.size)}) is not RAM`,
+        `setup: scratch area ${hex(bad.addr)} size ${hex(bad.size)} is not RAM (simulator check)`,
+      );
     adoptScratch(this.memblock, scratch, desc.scratchAddr, len);
     this.kho.scratch = scratch;
     this.kho.incoming = {
