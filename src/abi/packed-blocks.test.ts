@@ -142,13 +142,50 @@ test('property: the bulk encoder writes the same pages, in the same allocation o
           assert.deepEqual(r.pages, w.pages);
           assert.deepEqual(pageHex(fast, r.pages, pageSize), pageHex(ref, w.pages, pageSize));
           assert.deepEqual(fast.pageAddresses(), ref.pageAddresses());
-          // The object API is the same encoder.
+          // The object API is the same encoder; bucketed bit setting gives the same bytes.
           const obj = new SparseMemory({ pageSize, allocBase: 0x7000_0000n });
           assert.deepEqual(encodeRadixTree(blocks, obj, { endian }).pages, w.pages);
+          const bk = new SparseMemory({ pageSize, allocBase: 0x7000_0000n });
+          const rb = encodeRadixTreePacked(packBlocks(blocks, pageSize), bk, {
+            endian,
+            strategy: 'bucketed',
+          });
+          assert.deepEqual(rb.pages, w.pages);
+          assert.deepEqual(pageHex(bk, rb.pages, pageSize), pageHex(ref, w.pages, pageSize));
         },
       ),
       { numRuns: 100 },
     );
+  }
+});
+
+test('blocks in random address order: auto switches to bucketed bit setting, same pages as direct', () => {
+  // 80000 order-0..2 blocks over 2^26 pages in a pseudo-random order (xorshift), some repeated.
+  const n = 80000;
+  const pfn = new Float64Array(n);
+  const order = new Uint8Array(n);
+  let x = 0x12345678;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    order[i] = (x >>> 0) % 3;
+    pfn[i] = (((x >>> 4) & (2 ** 26 - 1)) >>> order[i]) * 2 ** order[i];
+  }
+  const blocks = { length: n, pfn, order };
+  const encode = (strategy: 'auto' | 'direct', endian: 'little' | 'big') => {
+    const m = new SparseMemory({ allocBase: 0x100_0000_0000n });
+    const r = encodeRadixTreePacked(blocks, m, { strategy, endian });
+    return { r, hex: pageHex(m, r.pages, 4096), m };
+  };
+  for (const endian of ['little', 'big'] as const) {
+    const a = encode('auto', endian);
+    const d = encode('direct', endian);
+    assert.deepEqual(a.r, d.r);
+    assert.deepEqual(a.hex, d.hex);
+    const got = decodeRadixTreePacked(a.m, a.r.root, { endian });
+    const want = canon(unpackBlocks(blocks));
+    assert.deepEqual(unpackBlocks(got.blocks), want);
   }
 });
 

@@ -865,6 +865,53 @@ export function encodeRadixTree(
   return encodeRadixTreePacked(packBlocks(blocks, opts.pageSize ?? writer.pageSize), writer, opts);
 }
 
+/**
+ * Set recorded leaf bits (`slot << bitmapLog2 | bit`), grouped by 256-leaf chunk first (a counting
+ * sort), so the writes of each group stay within one megabyte-sized chunk.
+ */
+function applyPending(
+  pending: Uint32Array,
+  np: number,
+  chunks: Uint8Array[],
+  geo: RadixGeometry,
+  le: boolean,
+): void {
+  const bl = geo.bitmapLog2;
+  const bitMask = POW2[bl] - 1;
+  const ps = geo.pageSize;
+  const starts = new Float64Array(chunks.length + 1);
+  for (let q = 0; q < np; q++) starts[(pending[q] >>> bl) >>> 8]++;
+  for (let c = 0, at = 0; c <= chunks.length; c++) {
+    const k = starts[c];
+    starts[c] = at;
+    at += k;
+  }
+  const sorted = new Uint32Array(np);
+  for (let q = 0; q < np; q++) {
+    const v = pending[q];
+    sorted[starts[(v >>> bl) >>> 8]++] = v;
+  }
+  for (let q = 0; q < np; q++) {
+    const v = sorted[q];
+    const slot = v >>> bl;
+    const bit = v & bitMask;
+    const chunk = chunks[slot >>> 8];
+    const off = (slot & 255) * ps;
+    if (le) chunk[off + (bit >> 3)] |= 1 << (bit & 7);
+    else chunk[off + ((bit >> 6) << 3) + 7 - ((bit & 63) >> 3)] |= 1 << (bit & 7);
+  }
+}
+
+export interface RadixBulkOptions extends RadixWriterOptions {
+  /**
+   * How leaf bits are set (the result is the same): `direct` sets each bit as its block is met;
+   * `bucketed` records (leaf, bit) per block and sets them leaf by leaf at the end (cache-friendly for
+   * blocks in random address order); `auto` (default) watches the first 65536 blocks and switches to
+   * bucketed when more than 1 in 8 of them needs a different leaf than the last of its order.
+   */
+  strategy?: 'auto' | 'direct' | 'bucketed';
+}
+
 /** A tree page being built: its address and bytes (undefined for a given root, written entry by entry). */
 interface BuildPage {
   pa: bigint;
@@ -883,7 +930,7 @@ interface BuildPage {
 export function encodeRadixTreePacked(
   blocks: PackedBlocks,
   writer: PhysMemoryWriter,
-  opts: RadixWriterOptions = {},
+  opts: RadixBulkOptions = {},
 ): { root: bigint; pages: bigint[] } {
   const geo = radixGeometry(opts.pageSize ?? writer.pageSize);
   const le = (opts.endian ?? 'little') === 'little';
@@ -908,36 +955,68 @@ export function encodeRadixTreePacked(
     );
   };
   const built: BuildPage[] = [];
-  const alloc = (): BuildPage => {
-    const pg = { pa: writer.allocPage(), bytes: new Uint8Array(ps) };
+  // Leaf pages live in 256-page chunks (slot s: chunk s >> 8, byte offset (s & 255) * ps), found by
+  // leaf id through an open-addressing table of doubles: blocks in random address order (as the
+  // kernel may preserve them) cost a probe in a small table and one write, not a Map lookup.
+  const chunks: Uint8Array[] = [];
+  let slots = 0;
+  const alloc = (leaf: boolean): BuildPage => {
+    const pa = writer.allocPage();
+    let bytes: Uint8Array;
+    if (leaf) {
+      if ((slots & 255) === 0) chunks.push(new Uint8Array(ps * 256));
+      bytes = chunks[slots >> 8].subarray((slots & 255) * ps, ((slots & 255) + 1) * ps);
+      slots++;
+    } else bytes = new Uint8Array(ps);
+    const pg = { pa, bytes };
     built.push(pg);
     return pg;
   };
-  const root: BuildPage = opts.root === undefined ? alloc() : { pa: opts.root, bytes: undefined };
-  // Tables per level (index = level), keyed by key / 2^(bits below that level's node); level 0 = leaves.
+  const root: BuildPage = opts.root === undefined ? alloc(false) : { pa: opts.root, bytes: undefined };
+  // Tables per level 1.. (index = level), keyed by key / 2^(bits below that level's node).
   const levels: Array<Map<number, BuildPage>> = Array.from({ length: geo.depth }, () => new Map());
   const entries = ps / 8;
-  const newPath = (key: number): Uint8Array => {
+  /** Allocate the missing part of the path to the leaf of `key` (kernel order); returns its slot. */
+  const newPath = (key: number): number => {
     let node = root;
-    for (let level = geo.depth - 1; level > 0; level--) {
+    for (let level = geo.depth - 1; level > 1; level--) {
       const childId = Math.floor(key / POW2[geo.bitmapLog2 + geo.tableLog2 * (level - 1)]);
       let child = levels[level - 1].get(childId);
       if (child === undefined) {
-        child = alloc();
+        child = alloc(false);
         levels[level - 1].set(childId, child);
-        const idx = childId % entries;
-        if (node.bytes) view(node.bytes).setBigUint64(idx * 8, child.pa, le);
-        else writer.write(node.pa + BigInt(idx * 8), u64Bytes(child.pa, le ? 'little' : 'big'));
+        link(node, childId % entries, child.pa);
       }
       node = child;
     }
-    return node.bytes!;
+    const slot = slots;
+    link(node, Math.floor(key / POW2[geo.bitmapLog2]) % entries, alloc(true).pa);
+    return slot;
   };
+  const link = (node: BuildPage, idx: number, child: bigint) => {
+    if (node.bytes) view(node.bytes).setBigUint64(idx * 8, child, le);
+    else writer.write(node.pa + BigInt(idx * 8), u64Bytes(child, le ? 'little' : 'big'));
+  };
+  let cap = 1024;
+  let keys = new Float64Array(cap).fill(-1);
+  let vals = new Int32Array(cap);
+  const hash = (id: number) =>
+    Math.imul((id | 0) ^ Math.imul(Math.floor(id / 4294967296), 0x85ebca6b), 0x9e3779b1) >>> 0;
   const leafSpan = POW2[geo.bitmapLog2];
   // The last leaf used per order: within one order keys grow with the address, so mostly a hit.
   const lastLeafId = new Float64Array(geo.maxOrder + 1).fill(-1);
-  const lastLeaf: Uint8Array[] = Array.from({ length: geo.maxOrder + 1 }, () => new Uint8Array(0));
+  const lastChunk: Uint8Array[] = Array.from({ length: geo.maxOrder + 1 }, () => new Uint8Array(0));
+  const lastOff = new Float64Array(geo.maxOrder + 1);
+  const lastSlot = new Float64Array(geo.maxOrder + 1);
+  // Bucketed mode: pending (slot << bitmapLog2 | bit) as u32, so at most 2^32 / leafSpan leaves.
+  const strategy = opts.strategy ?? 'auto';
+  const maxDeferSlots = POW2[32 - geo.bitmapLog2];
+  let pending = strategy === 'bucketed' ? new Uint32Array(n) : undefined;
+  let np = 0;
+  let misses = 0;
+  const probe = strategy === 'auto' ? Math.min(n, 65536) : -1;
   for (let i = 0; i < n; i++) {
+    if (i === probe && misses * 8 > probe) pending = new Uint32Array(n - i);
     const o = order[i];
     const p = pfn[i];
     if (o > geo.maxOrder) badBlock(p, o, 'order');
@@ -945,16 +1024,56 @@ export function encodeRadixTreePacked(
     if (!(p >= 0 && p < pfnLimit && high === Math.floor(high))) badBlock(p, o, 'address');
     const key = POW2[o0 - o] + high;
     const leafId = Math.floor(key / leafSpan);
-    let leaf = lastLeaf[o];
+    let chunk = lastChunk[o];
+    let off = lastOff[o];
     if (leafId !== lastLeafId[o]) {
-      leaf = levels[0].get(leafId)?.bytes ?? newPath(key);
-      lastLeaf[o] = leaf;
+      misses++;
+      let mask = cap - 1;
+      let h = hash(leafId) & mask;
+      let k = keys[h];
+      while (k !== leafId && k !== -1) {
+        h = (h + 1) & mask;
+        k = keys[h];
+      }
+      let slot: number;
+      if (k === -1) {
+        slot = newPath(key);
+        keys[h] = leafId;
+        vals[h] = slot;
+        if (slots * 2 > cap) {
+          const ok = keys;
+          const ov = vals;
+          cap *= 2;
+          mask = cap - 1;
+          keys = new Float64Array(cap).fill(-1);
+          vals = new Int32Array(cap);
+          for (let q = 0; q < ok.length; q++) {
+            if (ok[q] === -1) continue;
+            let hh = hash(ok[q]) & mask;
+            while (keys[hh] !== -1) hh = (hh + 1) & mask;
+            keys[hh] = ok[q];
+            vals[hh] = ov[q];
+          }
+        }
+      } else slot = vals[h];
+      chunk = chunks[slot >> 8];
+      off = (slot & 255) * ps;
+      lastChunk[o] = chunk;
+      lastOff[o] = off;
+      lastSlot[o] = slot;
       lastLeafId[o] = leafId;
+      if (pending && slots > maxDeferSlots) {
+        // Too many leaves for u32 records: set the recorded bits now, the rest directly.
+        applyPending(pending, np, chunks, geo, le);
+        pending = undefined;
+      }
     }
     const bit = key - leafId * leafSpan;
-    if (le) leaf[bit >> 3] |= 1 << (bit & 7);
-    else leaf[((bit >> 6) << 3) + 7 - ((bit & 63) >> 3)] |= 1 << (bit & 7);
+    if (pending) pending[np++] = lastSlot[o] * leafSpan + bit;
+    else if (le) chunk[off + (bit >> 3)] |= 1 << (bit & 7);
+    else chunk[off + ((bit >> 6) << 3) + 7 - ((bit & 63) >> 3)] |= 1 << (bit & 7);
   }
+  if (pending) applyPending(pending, np, chunks, geo, le);
   for (const pg of built) writer.write(pg.pa, pg.bytes!);
   return { root: root.pa, pages: built.map((pg) => pg.pa) };
 }
