@@ -14,7 +14,37 @@ export { fnmatch, globExpand } from './glob.ts';
 export { parse, type Script } from './parse.ts';
 export { type ReplOptions, runRepl } from './repl.ts';
 export { CORE_TOOLS, registerCoreTools } from './tools/index.ts';
-export * from './vfs.ts';
+export {
+  type Clock,
+  compareBytes,
+  createBaseVfs,
+  type DirNode,
+  DynFile,
+  type DynFileSpec,
+  ERRNO_MESSAGES,
+  type Errno,
+  errorMessage,
+  type FileNode,
+  type FileType,
+  HostDir,
+  HostFile,
+  HostLink,
+  type LinkNode,
+  MAX_HOST_READ,
+  MemDir,
+  MemFile,
+  MemLink,
+  NAME_MAX,
+  type NodeBase,
+  NullDevice,
+  PATH_MAX,
+  SYMLOOP_MAX,
+  Vfs,
+  type VNode,
+  type VStat,
+  vfsErrno,
+  vfsError,
+} from './vfs.ts';
 
 export interface CreateShellOptions {
   /** Use this VFS instead of a fresh `createBaseVfs()`. */

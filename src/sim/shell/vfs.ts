@@ -89,6 +89,12 @@ export function vfsErrno(e: unknown): Errno | undefined {
   return undefined;
 }
 
+/**
+ * Former name of `vfsErrno`, kept for modules importing it from this file. Not re-exported by the shell's
+ * index: the kernel model exports its own `errnoOf`.
+ */
+export const errnoOf = vfsErrno;
+
 /** The message a tool prints for an error: strerror for VFS errors, the message otherwise. */
 export function errorMessage(e: unknown): string {
   if (e instanceof KhoError) return e.message;
