@@ -292,3 +292,42 @@ test('hostile inputs: building and rendering never throws; lanes never overlap',
     { numRuns: 150 },
   );
 });
+
+test('huge handovers: runs beyond COALESCE_ABOVE are grouped across the smallest gaps, same owner first', () => {
+  const base = 0x100000n;
+  // 10 000 order-0 pages at every other page: 10 000 runs, 9 999 equal gaps of one page.
+  const spaced = Array.from({ length: 10_000 }, (_, i) => ({ pa: base + BigInt(2 * i) * 0x1000n, order: 0 }));
+  const one = buildMemoryMap({
+    source: 'spaced',
+    preserved: spaced,
+    producerBlocks: [{ producer: 'kho_test', label: 'kho_test folio', blocks: spaced }],
+  });
+  const a = allRegions(one).filter((r) => r.lane === 'kho');
+  // 10 000 - 4096 = 5904 joins, equal gaps, lowest index first: runs 0..5904 form the first group.
+  assert.equal(a.length, COALESCE_ABOVE);
+  assert.equal(a[0]!.start, base);
+  assert.equal(a[0]!.end, base + BigInt(2 * 5904 + 1) * 0x1000n);
+  assert.equal(a[0]!.label, 'kho_test folio: 5905 blocks, 23.1 MiB, with gaps');
+  assert.equal(a[0]!.producer, 'kho_test');
+  assert.equal(a[1]!.start, base + BigInt(2 * 5905) * 0x1000n);
+  assert.equal(a[1]!.label, 'kho_test folio');
+  // Two owners alternating page by page: no same-owner neighbours, so mixed groups, without a producer.
+  const adjacent = Array.from({ length: 10_000 }, (_, i) => ({ pa: base + BigInt(i) * 0x1000n, order: 0 }));
+  const two = buildMemoryMap({
+    source: 'alternating',
+    preserved: adjacent,
+    producerBlocks: [
+      { producer: 'a', label: 'a page', blocks: adjacent.filter((_, i) => i % 2 === 0) },
+      { producer: 'b', label: 'b page', blocks: adjacent.filter((_, i) => i % 2 === 1) },
+    ],
+  });
+  const b = allRegions(two).filter((r) => r.lane === 'kho');
+  assert.equal(b.length, COALESCE_ABOVE);
+  assert.equal(b[0]!.end, base + 5905n * 0x1000n);
+  assert.equal(b[0]!.label, '5905 blocks of 2 kinds/owners (a, b), 23.1 MiB, with gaps');
+  assert.equal(b[0]!.producer, undefined);
+  assert.deepEqual(two.summary.byProducer, {
+    a: { blocks: 5000, bytes: 5000n * 0x1000n },
+    b: { blocks: 5000, bytes: 5000n * 0x1000n },
+  });
+});

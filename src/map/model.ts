@@ -17,8 +17,10 @@
  *   vmalloc pages) → that producer; otherwise no producer (label says unknown). Radix-tree (tracker)
  *   pages, which are not preserved blocks themselves, are regions of kind `radix`. One region per block
  *   and page, labelled with its order; beyond `COALESCE_ABOVE` of them (huge handovers), runs of
- *   adjacent blocks with the same owner become one region (`<label> ×N`) and a note says so, so the
- *   renderers stay bounded by the number of distinct runs, not of pages.
+ *   adjacent blocks with the same owner become one region (`<label> ×N`); if there are still more
+ *   than `COALESCE_ABOVE`, the same-owner runs separated by the smallest gaps are grouped (`<label>: N
+ *   blocks, SIZE, with gaps`, the region then spans the gaps), so the renderers draw at most about
+ *   `COALESCE_ABOVE` KHO regions per owner interleaving, whatever the handover's size. A note says so.
  * - `parseIomem(text)` reads `/proc/iomem` (`start-end : name`, end inclusive, two spaces of indent per
  *   level) into entries with their depth; malformed lines are skipped and counted, never thrown.
  * - Deterministic: the same input gives the same model (sorting is total: start, end, kind, label).
@@ -339,9 +341,15 @@ export function buildMemoryMap(input: MapInput, opts: BuildOptions = {}): Memory
   }
 
   // Attribution of preserved blocks.
-  const exact = new Map<string, Owner>();
+  // Recorded blocks by address (BigInt keys compare by value), then order.
+  const exact = new Map<bigint, { order: number; owner: Owner }[]>();
   for (const pb of input.producerBlocks ?? [])
-    for (const b of pb.blocks) exact.set(`${b.pa}:${b.order}`, { producer: pb.producer, label: pb.label });
+    for (const b of pb.blocks) {
+      const list = exact.get(b.pa);
+      const e = { order: b.order, owner: { producer: pb.producer, label: pb.label } };
+      if (list) list.push(e);
+      else exact.set(b.pa, [e]);
+    }
   const subIdx = new IntervalIndex<Owner>(
     (input.subBlobs ?? [])
       .filter((s) => s.phys !== undefined)
@@ -386,7 +394,7 @@ export function buildMemoryMap(input: MapInput, opts: BuildOptions = {}): Memory
       owner = { producer: 'kho', label: 'KHO root FDT', kind: 'kho-fdt' };
     owner ??= subIdx.find(b.pa, end, true);
     owner ??= rmIdx.find(b.pa, end);
-    owner ??= exact.get(`${b.pa}:${b.order}`);
+    owner ??= exact.get(b.pa)?.find((e) => e.order === b.order)?.owner;
     owner ??= prIdx.find(b.pa, end);
     preservedBytes += size;
     if (owner) {
@@ -428,40 +436,91 @@ export function buildMemoryMap(input: MapInput, opts: BuildOptions = {}): Memory
         }),
       );
   } else {
-    // Too many to draw one by one: runs of adjacent blocks with the same owner become one region.
-    raw.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-    let run: { r: (typeof raw)[number]; end: bigint; n: number } | undefined;
-    const flush = () => {
-      if (!run) return;
-      const { r, end, n } = run;
+    // Too many to draw one by one: runs of adjacent blocks with the same owner become one region;
+    // if that is still too many, the closest same-owner runs are grouped across their gaps.
+    let sorted = true;
+    for (let i = 1; i < raw.length && sorted; i++) if (raw[i]!.start < raw[i - 1]!.start) sorted = false;
+    if (!sorted) raw.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    type Raw = (typeof raw)[number];
+    // A run of blocks; `owners`/`kinds` are only filled once a run takes in another owner's blocks.
+    type Run = {
+      r: Raw;
+      key: string;
+      end: bigint;
+      n: number;
+      bytes: bigint;
+      gaps: boolean;
+      owners?: Set<string>;
+      kinds?: Set<RegionKind>;
+    };
+    const ownerKey = (r: Raw) => `${r.kind}\u0000${r.base}\u0000${r.producer ?? ''}`;
+    const runs: Run[] = [];
+    for (const r of raw) {
+      const last = runs[runs.length - 1];
+      const key = ownerKey(r);
+      if (last && last.end === r.start && last.key === key) {
+        last.end = r.end;
+        last.n++;
+        last.bytes += r.end - r.start;
+      } else runs.push({ r, key, end: r.end, n: 1, bytes: r.end - r.start, gaps: false });
+    }
+    let drawn = runs;
+    if (runs.length > coalesceAbove) {
+      // Merge the `runs.length - coalesceAbove` closest neighbours, same-owner pairs first.
+      // Gaps as doubles: ordering by approximate size is all that is needed here.
+      const gap = new Float64Array(runs.length);
+      const mixed = new Uint8Array(runs.length);
+      const idx: number[] = [];
+      for (let i = 0; i + 1 < runs.length; i++) {
+        const a = runs[i]!;
+        const b = runs[i + 1]!;
+        gap[i] = Number(b.r.start - a.end);
+        mixed[i] = a.key !== b.key ? 1 : 0;
+        if (b.r.start >= a.end) idx.push(i); // overlapping (hostile input): never merged
+      }
+      idx.sort((x, y) => mixed[x]! - mixed[y]! || gap[x]! - gap[y]! || x - y);
+      const join = new Uint8Array(runs.length);
+      for (const i of idx.slice(0, runs.length - coalesceAbove)) join[i] = 1;
+      drawn = [];
+      runs.forEach((run, i) => {
+        const last = drawn[drawn.length - 1];
+        if (last && i > 0 && join[i - 1]) {
+          if (run.key !== last.key || last.owners) {
+            last.owners ??= new Set([last.key]);
+            last.kinds ??= new Set([last.r.kind]);
+            last.owners.add(run.key);
+            last.kinds.add(run.r.kind);
+          }
+          last.end = run.end;
+          last.n += run.n;
+          last.bytes += run.bytes;
+          last.gaps = true;
+        } else drawn.push({ ...run });
+      });
+    }
+    for (const { r, end, n, bytes, gaps, owners, kinds } of drawn) {
+      const mixed = owners !== undefined && owners.size > 1;
+      const producers = new Set([...(owners ?? [])].map((o) => o.split('\u0000')[2]).filter((x) => x));
       kho.push(
         withNode({
           start: r.start,
           end,
-          kind: r.kind,
-          label: n === 1 ? r.base : `${r.base} ×${n}`,
-          ...(r.producer !== undefined ? { producer: r.producer } : {}),
+          kind: !kinds || kinds.size === 1 ? r.kind : 'preserved',
+          label: mixed
+            ? `${n} blocks of ${owners.size} kinds/owners (${[...producers].sort().join(', ') || 'unknown'}), ${formatBytes(bytes)}, with gaps`
+            : gaps
+              ? `${r.base}: ${n} blocks, ${formatBytes(bytes)}, with gaps`
+              : n === 1
+                ? r.base
+                : `${r.base} ×${n}`,
+          ...(!mixed && r.producer !== undefined ? { producer: r.producer } : {}),
         }),
       );
-    };
-    for (const r of raw) {
-      if (
-        run &&
-        run.end === r.start &&
-        run.r.kind === r.kind &&
-        run.r.base === r.base &&
-        run.r.producer === r.producer
-      ) {
-        run.end = r.end;
-        run.n++;
-      } else {
-        flush();
-        run = { r, end: r.end, n: 1 };
-      }
     }
-    flush();
     notes.push(
-      `${raw.length} preserved blocks and map pages are drawn as ${kho.length} runs of adjacent blocks with the same owner`,
+      drawn === runs
+        ? `${raw.length} preserved blocks and map pages are drawn as ${kho.length} runs of adjacent blocks with the same owner`
+        : `${raw.length} preserved blocks and map pages are drawn as ${kho.length} groups: runs of adjacent blocks with the same owner, and the closest of those grouped across their gaps ("with gaps")`,
     );
   }
   if (kho.length) lanes.push(...pack('kho', kho));
