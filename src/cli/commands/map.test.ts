@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { withTempDir } from '../../../test/helpers/oracle.ts';
+import { REGION_KINDS } from '../../map/model.ts';
 import { main } from '../main.ts';
 import { runMap } from './map.ts';
 
@@ -131,6 +132,9 @@ test('map --help lists examples and exit statuses; the launcher runs kho map', a
   }
   assert.match(help, /Examples:/);
   assert.match(help, /Exit status: 0 ok, 1 .*, 2 usage/);
+  // The JSON schema is in the help, and names every kind the model has.
+  assert.match(help, /JSON \(--json\): \{ source, pageSize, start, end, nodes/);
+  for (const k of REGION_KINDS) assert.ok(help.includes(` ${k}`), k);
   const bin = join(ROOT, 'bin/kho.js');
   if (existsSync(bin)) {
     const r = spawnSync(process.execPath, [bin, 'map', join(S1, 'out')], { encoding: 'utf8' });

@@ -206,7 +206,7 @@ export function registerMap(program: Command): void {
     .option('--dmesg <file>', 'the kernel log (NUMA node ranges from "Initmem setup node N")')
     .option('--svg <file>', 'write a static SVG (linear per-node overview and a compressed axis)')
     .option('--html <file>', 'write a self-contained zoomable HTML page')
-    .option('--json', 'the map model as JSON (u64 values as "0x..." strings; schema in --help source)')
+    .option('--json', 'the map model as JSON (u64 values as "0x..." strings; schema below)')
     .option('--width <px>', 'SVG width in pixels (default 1200)')
     .option('--page-size <bytes>', 'page size: 4096 (default), 16384 or 65536')
     .option('--sim-memory <size>', 'map a simulated machine of this size instead (e.g. 2G, 1T)')
@@ -222,6 +222,13 @@ Examples:
   kho map out/ --memory dump.elf --iomem iomem --dmesg dmesg --svg map.svg
   kho map out/ --memory mem/ --json > map.json
   kho map --sim-memory 1T --sim-numa 4 --sim-cmdline 'kho=on reserve_mem=8M:2M:trace_buf' --sim-kexec --html sim.html
+
+JSON (--json): { source, pageSize, start, end, nodes: [{nid, start, end}],
+  lanes: [{name, regions: [{start, end, kind, label, producer?, node?}]}],
+  summary: {regions, preservedBlocks, preservedBytes, unattributedBlocks, byProducer: {NAME: {blocks, bytes}}},
+  notes: [string] }   -- end is exclusive; addresses and byte counts are "0x..." strings.
+  kind: ram reserved kernel io node scratch-lowmem scratch-global scratch-node reserve_mem preserved
+        kho-fdt radix kexec-segment free
 
 Exit status: 0 ok, 1 unreadable or invalid input (or an output file that cannot be written), 2 usage.`,
     )
