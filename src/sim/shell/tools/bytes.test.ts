@@ -132,3 +132,41 @@ test('head, tail, wc, xxd and sha256sum on files: names, headers, totals and err
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('directories and missing files as operands: each tool words the failure as GNU does', async (t) => {
+  if (!gnu(t, 'head', 'tail', 'wc', 'xxd', 'sha256sum', 'sort', 'uniq', 'cut', 'cat', 'grep')) return;
+  const dir = mkdtempSync('/tmp/kho-dirs-');
+  try {
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(`${dir}/dd`);
+    writeFileSync(`${dir}/f`, 'x y\n');
+    const sh = createShell();
+    sh.vfs.mkdirp('/mnt/h');
+    sh.vfs.mountHost('/mnt/h', dir);
+    sh.vfs.chdir('/mnt/h');
+    const cases: [string, string[]][] = [
+      ['head', ['dd']],
+      ['head', ['-n1', 'dd', 'f']],
+      ['tail', ['dd', 'f']],
+      ['wc', ['dd']],
+      ['wc', ['dd', 'f']],
+      ['xxd', ['dd']],
+      ['sha256sum', ['dd', 'f']],
+      ['sort', ['dd']],
+      ['sort', ['f', 'missing']],
+      ['uniq', ['dd']],
+      ['uniq', ['missing']],
+      ['cut', ['-f1', 'dd', 'f']],
+      ['cut', ['-f1', 'missing']],
+      ['cat', ['dd', 'f', 'missing']],
+      ['grep', ['x', 'dd', 'f']],
+    ];
+    for (const [tool, args] of cases) {
+      const ours = await runTool(sh, [tool, ...args]);
+      const real = runGnu(tool, args, { cwd: dir });
+      assert.deepEqual(ours, real, `${tool} ${args.join(' ')}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { CommandContext, CommandResult } from '../engine.ts';
-import { errorMessage } from '../vfs.ts';
+import { errorMessage, vfsErrno } from '../vfs.ts';
 import {
   fileError,
   getopts,
@@ -66,8 +66,15 @@ function headerLoop(
     try {
       data = readOperand(ctx, n);
     } catch (e) {
-      o.err(`${tool}: cannot open ${quote(n)} for reading: ${errorMessage(e)}\n`);
       o.status = 1;
+      if (vfsErrno(e) !== 'EISDIR') {
+        o.err(`${tool}: cannot open ${quote(n)} for reading: ${errorMessage(e)}\n`);
+        continue;
+      }
+      // GNU opens a directory fine and fails to read it, after printing its header.
+      if (showHeaders) chunks.push(Buffer.from(`${first ? '' : '\n'}==> ${n} <==\n`, 'latin1'));
+      first = false;
+      o.err(`${tool}: error reading ${quote(n)}: ${errorMessage(e)}\n`);
       continue;
     }
     if (showHeaders) {
@@ -241,6 +248,8 @@ export function wc(ctx: CommandContext): CommandResult {
       } catch (e) {
         o.err(fileError('wc', n, e));
         o.status = 1;
+        // A directory opens but cannot be read: GNU still prints its (zero) counts.
+        if (vfsErrno(e) === 'EISDIR') results.push({ name: n, c: wcCount(new Uint8Array(0)) });
         continue;
       }
       results.push({ name: names.length ? n : undefined, c: wcCount(data) });
@@ -337,6 +346,8 @@ export function xxd(ctx: CommandContext): CommandResult {
   try {
     data = readOperand(ctx, name);
   } catch (e) {
+    // xxd reports a read error (a directory) without the name, an open error with it.
+    if (vfsErrno(e) === 'EISDIR') return { stderr: `xxd: ${errorMessage(e)}\n`, status: 2 };
     return { stderr: `xxd: ${name}: ${errorMessage(e)}\n`, status: 2 };
   }
   if (plain) cols ??= 30;

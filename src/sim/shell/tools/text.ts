@@ -13,9 +13,28 @@
  */
 import type { CommandContext, CommandResult } from '../engine.ts';
 import { charClass } from '../glob.ts';
-import { fileError, getopts, has, lastValue, Out, readOperand, text, UsageError, withUsage } from './util.ts';
+import { errorMessage, vfsErrno } from '../vfs.ts';
+import {
+  fileError,
+  getopts,
+  has,
+  lastValue,
+  Out,
+  quote,
+  readOperand,
+  text,
+  UsageError,
+  withUsage,
+} from './util.ts';
 
-function readAll(tool: string, ctx: CommandContext, names: string[], o: Out): string {
+/** Read every operand as one text; `fmt` words a failure (default `tool: name: message`). */
+function readAll(
+  tool: string,
+  ctx: CommandContext,
+  names: string[],
+  o: Out,
+  opts: { fmt?: (name: string, e: unknown) => string; stopOnError?: boolean } = {},
+): string {
   let s = '';
   for (const n of names.length ? names : ['-']) {
     try {
@@ -23,12 +42,21 @@ function readAll(tool: string, ctx: CommandContext, names: string[], o: Out): st
       if (t !== '' && !t.endsWith('\n')) t += '\n';
       s += t;
     } catch (e) {
-      o.err(fileError(tool, n, e));
+      o.err(opts.fmt ? opts.fmt(n, e) : fileError(tool, n, e));
       o.status = 2;
+      if (opts.stopOnError) break;
     }
   }
   return s;
 }
+
+/** sort: `cannot read: NAME: msg` when opening fails, `read failed: NAME: msg` for a directory; it stops. */
+const sortReadError = (n: string, e: unknown): string =>
+  `sort: ${vfsErrno(e) === 'EISDIR' ? 'read failed' : 'cannot read'}: ${n}: ${errorMessage(e)}\n`;
+
+/** uniq: a directory is `error reading 'NAME'`. */
+const uniqReadError = (n: string, e: unknown): string =>
+  vfsErrno(e) === 'EISDIR' ? `uniq: error reading ${quote(n)}\n` : fileError('uniq', n, e);
 
 const toLines = (s: string): string[] => (s === '' ? [] : s.slice(0, -1).split('\n'));
 
@@ -157,7 +185,7 @@ export function sort(ctx: CommandContext): CommandResult {
       const unique = has(p, 'u');
       const stable = has(p, 's') || unique;
       const o = new Out();
-      const lines = toLines(readAll('sort', ctx, p.operands, o));
+      const lines = toLines(readAll('sort', ctx, p.operands, o, { fmt: sortReadError, stopOnError: true }));
       const cmpText = (a: string, b: string, k: { numeric: boolean; fold: boolean; blanks: boolean }) => {
         if (k.numeric) return numCompare(a, b);
         if (k.blanks) {
@@ -208,7 +236,7 @@ export function uniq(ctx: CommandContext): CommandResult {
     });
     const o = new Out();
     if (p.operands.length > 2) throw new UsageError(`uniq: extra operand '${p.operands[2]}'`);
-    const lines = toLines(readAll('uniq', ctx, p.operands.slice(0, 1), o));
+    const lines = toLines(readAll('uniq', ctx, p.operands.slice(0, 1), o, { fmt: uniqReadError }));
     if (o.status) return { stderr: o.stderr.join(''), status: 1 };
     const fold = has(p, 'i');
     const eq = (a: string, b: string) => (fold ? a.toLowerCase() === b.toLowerCase() : a === b);
