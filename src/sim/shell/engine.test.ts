@@ -329,3 +329,10 @@ test('a handler returning nothing succeeds silently; one throwing a KhoError pri
   assert.equal(toText(r.stdout), '0\n1\n');
   assert.equal(toText(r.stderr), 'refuse: no kernel image is loaded\n');
 });
+
+test('N>&- closes a descriptor: its output is dropped and no file named - appears', async () => {
+  const sh = createShell();
+  const r = await sh.run('cd /tmp; cat /nope 2>&-; echo $?; echo out >&-; ls');
+  assert.equal(toText(r.stdout), '1\n');
+  assert.equal(toText(r.stderr), '');
+});

@@ -370,7 +370,7 @@ export class Shell {
     // Redirections, left to right: each fd goes to the terminal/pipe or a file opened now.
     // A file sink remembers whether it was opened for appending and whether data has been written yet.
     type FileSink = { kind: 'file'; path: string; append: boolean; started: boolean };
-    type Sink = { kind: 'fd'; fd: 1 | 2 } | FileSink;
+    type Sink = { kind: 'fd'; fd: 1 | 2 } | { kind: 'closed' } | FileSink;
     const sinks: Record<1 | 2, Sink> = { 1: { kind: 'fd', fd: 1 }, 2: { kind: 'fd', fd: 2 } };
     let input = stdin;
     for (const r of cmd.redirects) {
@@ -381,6 +381,9 @@ export class Shell {
         } else if (r.op === '>&') {
           if (target === '1' || target === '2') {
             if (r.fd === 1 || r.fd === 2) sinks[r.fd] = sinks[Number(target) as 1 | 2];
+          } else if (target === '-') {
+            // `N>&-` closes the descriptor: what the command writes there is lost.
+            if (r.fd === 1 || r.fd === 2) sinks[r.fd] = { kind: 'closed' };
           } else if (/^[0-9]+$/.test(target)) {
             emit(2, toBytes(`${this.name}: ${target}: Bad file descriptor\n`));
             return 1;
@@ -406,6 +409,7 @@ export class Shell {
     const write = (fd: 1 | 2, data: Uint8Array) => {
       if (data.length === 0) return;
       const sink = sinks[fd];
+      if (sink.kind === 'closed') return;
       if (sink.kind === 'fd') emit(sink.fd, data);
       else {
         try {
