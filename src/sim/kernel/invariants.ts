@@ -9,7 +9,7 @@
  *   (an incoming preserved page not restored was handed out), `SIM_INVARIANT_PRESERVED_IN_SCRATCH`
  *   (a preserved block intersects a scratch area), `SIM_INVARIANT_SEGMENT_OUTSIDE_SCRATCH` (a loaded
  *   kexec_file segment that hands over KHO state is not entirely inside one scratch area).
- * - `snapshotPreserved(k)` digests every preserved range (merged blocks) before a kexec;
+ * - `snapshotPreserved(k)` copies every preserved range's pages that hold data (merged blocks) before a kexec;
  *   `verifySnapshot(next, snap)` compares after the next kernel's mm init (before any producer ran):
  *   `SIM_INVARIANT_PRESERVED_CHANGED` (bytes differ) and `SIM_INVARIANT_BLOCKS_LOST` (the next kernel's
  *   map lacks a block). If the next kernel did not accept the handover (profile mismatch, corrupted FDT)
@@ -99,15 +99,29 @@ export function checkKernel(k: Kernel): InvariantViolation[] {
   return out;
 }
 
-/** Digests of every outgoing preserved range, before a kexec. */
+/**
+ * Every outgoing preserved range with a copy of each of its pages that holds data (pages never written
+ * are zeros and cost nothing), before a kexec. Copying is far cheaper than hashing at these sizes.
+ */
 export function snapshotPreserved(k: Kernel): PreservedSnapshot {
-  const ranges = mergeBlockRanges(k.kho.preservedBlocks(), k.machine.spec.pageSize).map((r) => ({
-    start: r.start,
-    size: r.size,
-    digest: k.machine.memory.digest(r.start, r.size),
-  }));
+  const mem = k.machine.memory;
+  const ps = k.machine.spec.pageSize;
+  const ranges = mergeBlockRanges(k.kho.preservedBlocks(), ps).map((r) => {
+    const runs: { pfn: number; bytes: Uint8Array }[] = [];
+    const pfns = mem.residentPfnsIn(r.start, r.size);
+    for (let i = 0; i < pfns.length; ) {
+      let j = i + 1;
+      while (j < pfns.length && pfns[j] === pfns[j - 1] + 1 && j - i < MAX_RUN_PAGES) j++;
+      runs.push({ pfn: pfns[i], bytes: mem.read(BigInt(pfns[i]) * BigInt(ps), (j - i) * ps) });
+      i = j;
+    }
+    return { start: r.start, size: r.size, runs };
+  });
   return { ranges, rootFdt: k.kho.rootFdtPhys };
 }
+
+/** Pages per copied run (64 MiB with 4 KiB pages): bounds each read. */
+const MAX_RUN_PAGES = 1 << 14;
 
 export interface HandoverVerdict {
   accepted: boolean;
@@ -122,16 +136,35 @@ export function verifySnapshot(next: Kernel, snap: PreservedSnapshot): HandoverV
     return { accepted: false, reason: next.handoverRejected ?? 'nothing was handed over', violations: [] };
   const violations: InvariantViolation[] = [];
   const ps = next.machine.spec.pageSize;
+  const mem = next.machine.memory;
+  const psb = BigInt(ps);
+  const zero = new Uint8Array(ps);
   for (const r of snap.ranges) {
-    const d = next.machine.memory.digest(r.start, r.size);
-    if (d !== r.digest) {
-      // locate the first changed page for the report
+    let changed: number | undefined;
+    const covered = new Set<number>();
+    for (const run of r.runs) {
+      const pages = run.bytes.length / ps;
+      for (let i = 0; i < pages; i++) covered.add(run.pfn + i);
+      if (changed !== undefined) continue;
+      const now = mem.read(BigInt(run.pfn) * psb, run.bytes.length);
+      if (Buffer.compare(now, run.bytes) === 0) continue;
+      for (let i = 0; i < pages && changed === undefined; i++)
+        if (
+          Buffer.compare(now.subarray(i * ps, (i + 1) * ps), run.bytes.subarray(i * ps, (i + 1) * ps)) !== 0
+        )
+          changed = run.pfn + i;
+    }
+    // pages that held nothing before must still hold nothing
+    if (changed === undefined)
+      changed = mem
+        .residentPfnsIn(r.start, r.size)
+        .find((pfn) => !covered.has(pfn) && Buffer.compare(mem.read(BigInt(pfn) * psb, ps), zero) !== 0);
+    if (changed !== undefined)
       violations.push({
         code: 'SIM_INVARIANT_PRESERVED_CHANGED',
-        message: `preserved range [${hex(r.start)}, ${hex(r.start + r.size)}) changed across the kexec`,
+        message: `preserved range [${hex(r.start)}, ${hex(r.start + r.size)}) changed across the kexec (first changed page ${hex(BigInt(changed) * psb)})`,
         path: `phys:${hex(r.start)}`,
       });
-    }
   }
   const got = mergeBlockRanges(next.kho.incoming.blocks, ps);
   let j = 0;

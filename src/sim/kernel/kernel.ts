@@ -118,9 +118,10 @@ export interface KexecHandoff {
   snapshot?: PreservedSnapshot;
 }
 
-/** Digest of every preserved range before a kexec (see invariants.ts). */
+/** Every preserved range and a copy of its pages that hold data, before a kexec (see invariants.ts). */
 export interface PreservedSnapshot {
-  ranges: { start: bigint; size: bigint; digest: string }[];
+  /** `runs`: maximal runs of pages holding data, `pfn` first, with a copy of their bytes. */
+  ranges: { start: bigint; size: bigint; runs: { pfn: number; bytes: Uint8Array }[] }[];
   rootFdt: bigint;
 }
 
