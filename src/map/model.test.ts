@@ -216,6 +216,14 @@ test('simulated kernel source: nodes, scratch per node, preserved blocks by prod
       scratch.some((a) => s.start >= a.start && s.end <= a.end),
       s.label,
     );
+  // Free memory: as many bytes as the allocator counts free pages, none of it preserved.
+  const free = regions.filter((r) => r.kind === 'free');
+  assert.equal(
+    free.reduce((a, r) => a + (r.end - r.start), 0n),
+    BigInt(k.buddy.freePages) * 4096n,
+  );
+  for (const b of blocks)
+    assert.ok(!free.some((f) => b.pa < f.end && f.start < b.pa + (4096n << BigInt(b.order))));
 });
 
 test('huge handovers: beyond COALESCE_ABOVE blocks, adjacent same-owner blocks become runs', () => {

@@ -11,7 +11,7 @@
  *   nodes, its `/proc/iomem`, scratch areas, outgoing preserved blocks and tracker pages (the
  *   simulator's own state), sub-blobs, reserve_mem regions and the self-test's folios decoded from its
  *   outgoing root FDT in simulated memory through the same ABI decoders as a real handover, and the
- *   kexec segments of a loaded kernel.
+ *   kexec segments of a loaded kernel, and free memory (the buddy allocator's free blocks, merged).
  * - `parseDmesgNodes(text)`: node ranges (end exclusive) from the kernel log, sorted by node id.
  */
 import { decodeHandover, type Handover } from '../abi/handover.ts';
@@ -156,6 +156,26 @@ export function mapInputFromKernel(k: Kernel): MapInput {
     input.preserved = k.kho.preservedBlocks();
     input.trackerPages = [...k.kho.trackerPages];
     input.rootFdt = k.kho.rootFdtPhys;
+  }
+  // Free memory: the buddy allocator's free blocks, adjacent ones merged.
+  if (k.buddy) {
+    const shift = BigInt(m.spec.pageShift);
+    const free: { start: bigint; size: bigint }[] = [];
+    let runStart = -1;
+    let runEnd = -1;
+    for (const [pfn, order] of k.buddy.freeBlockList()) {
+      const end = pfn + 2 ** order;
+      if (pfn === runEnd) runEnd = end;
+      else {
+        if (runStart >= 0)
+          free.push({ start: BigInt(runStart) << shift, size: BigInt(runEnd - runStart) << shift });
+        runStart = pfn;
+        runEnd = end;
+      }
+    }
+    if (runStart >= 0)
+      free.push({ start: BigInt(runStart) << shift, size: BigInt(runEnd - runStart) << shift });
+    if (free.length) input.free = free;
   }
   const segs = k.loaded?.plan.segments ?? [];
   if (segs.length) input.kexecSegments = segs.map((s) => ({ name: s.name, start: s.mem, size: s.memsz }));
