@@ -6,7 +6,8 @@
  * - the debugfs `scratch_phys` / `scratch_len` text, read here line by line;
  * - `fdtget` on the captured blobs: each sub-blob's `preserved-data` in `out/fdt.whole`, reserve_mem's
  *   `start`/`size` in `out/blobs/memblock`, the self-test's `nr_folios` in `out/blobs/kho_test`;
- * - the kernel command line in `dmesg` (`reserve_mem=SIZE:ALIGN:NAME`), `iomem` and dmesg's node lines.
+ * - the kernel command line in `dmesg` (`reserve_mem=SIZE:ALIGN:NAME`), the next kernel's `Revived memory
+ *   reservation '<name>' from KHO` lines (7.3.4 logs no reserve_mem addresses), `iomem`, dmesg's node lines.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -154,6 +155,17 @@ for (const scenario of SCENARIOS) {
       for (const b of inside) assert.equal(b.producer, 'memblock');
     } else {
       assert.equal(rmRegions.length, 0);
+    }
+    // The next kernel's log names what it revived: "Revived memory reservation 'khovec_region' from KHO".
+    const next = join(VEC, scenario, 'stage2', 'dmesg');
+    if (existsSync(next)) {
+      const revived = [
+        ...readFileSync(next, 'utf8').matchAll(/Revived memory reservation '([^']+)' from KHO/g),
+      ].map((m) => `reserve_mem '${m[1]}'`);
+      assert.deepEqual(
+        rmRegions.map((r) => r.label),
+        revived,
+      );
     }
 
     // The self-test's folios: as many as its nr_folios says, all attributed to kho_test.
