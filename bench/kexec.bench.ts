@@ -111,19 +111,23 @@ function hops(checked: boolean): { hopsPerSec: number; msPerHop: number } {
   return { hopsPerSec: (HOPS * 1e9) / ns, msPerHop: ns / 1e6 / HOPS };
 }
 
-function rssMiB(): number {
+function mem(): { rss: number; heap: number } {
   gc!();
   gc!();
-  return process.memoryUsage().rss / 2 ** 20;
+  const m = process.memoryUsage();
+  return { rss: m.rss / 2 ** 20, heap: (m.heapUsed + m.arrayBuffers) / 2 ** 20 };
 }
 
+// memory first, in a fresh heap
+const base = mem();
+const m = Machine.create({ memory: '1T' });
+const afterMachine = mem();
+const k = Kernel.boot(m, { image: IMAGE, cmdline: 'kho=on kho_scratch=1G,4G,1G' });
+const afterKernel = mem();
+const machineOnly = afterMachine.rss - base.rss;
+const withKernel = afterKernel.rss - base.rss;
 const plain = hops(false);
 const checked = hops(true);
-const base = rssMiB();
-const m = Machine.create({ memory: '1T' });
-const machineOnly = rssMiB() - base;
-const k = Kernel.boot(m, { image: IMAGE, cmdline: 'kho=on kho_scratch=1G,4G,1G' });
-const withKernel = rssMiB() - base;
 const results = {
   date: new Date().toISOString(),
   node: process.version,
@@ -131,6 +135,9 @@ const results = {
   memory1T: {
     machineOnlyMiB: machineOnly,
     withKernelMiB: withKernel,
+    heapMachineOnlyMiB: afterMachine.heap - base.heap,
+    heapWithKernelMiB: afterKernel.heap - base.heap,
+    rssTotalMiB: afterKernel.rss,
     freeBlocks: k.buddy.freeBlockCount,
     target: '< 256 MiB',
   },
@@ -143,6 +150,10 @@ console.log(
   `  with invariants:  ${checked.hopsPerSec.toFixed(1)} hops/s (${checked.msPerHop.toFixed(2)} ms/hop)`,
 );
 console.log('1 TiB machine model, RSS growth after GC:');
-console.log(`  machine only:     ${machineOnly.toFixed(1)} MiB`);
-console.log(`  + booted kernel:  ${withKernel.toFixed(1)} MiB (${k.buddy.freeBlockCount} free buddy blocks)`);
+console.log(
+  `  machine only:     ${machineOnly.toFixed(1)} MiB RSS, ${(afterMachine.heap - base.heap).toFixed(1)} MiB heap`,
+);
+console.log(
+  `  + booted kernel:  ${withKernel.toFixed(1)} MiB RSS, ${(afterKernel.heap - base.heap).toFixed(1)} MiB heap (${k.buddy.freeBlockCount} free buddy blocks); process RSS ${afterKernel.rss.toFixed(0)} MiB`,
+);
 writeFileSync(new URL('./kexec-results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
