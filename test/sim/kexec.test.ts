@@ -13,6 +13,8 @@ import { debugfsKhoTree, procCmdline, treePaths } from '../../src/sim/kernel/deb
 import { checkKernel, kexecChecked } from '../../src/sim/kernel/invariants.ts';
 import {
   DEFAULT_IMAGE,
+  imageDescriptionJson,
+  imageSpecOf,
   Kernel,
   type KernelImageSpec,
   VECTOR_KERNEL_CONFIG,
@@ -194,4 +196,23 @@ test('memory the old kernel did not preserve is garbage in the next kernel; pres
   assert.deepEqual(next.machine.memory.read(kept, 4096), data);
   assert.notDeepEqual(next.machine.memory.read(lost, 4096), data);
   assert.equal(next.buddy.pageInfo(Number(kept >> 12n)).state, 'reserved');
+});
+
+test("a kernel's own image file (for /boot/bzImage) parses back to the same kernel", () => {
+  const img = loadKernelImage(new TextEncoder().encode(imageDescriptionJson(DEFAULT_IMAGE)), {
+    arch: 'x86_64',
+  });
+  assert.equal(img.format, 'description');
+  assert.equal(img.release, '7.3.4-khovec');
+  assert.equal(img.x86?.initSize, 0x2200000n);
+  const back = imageSpecOf(img, NO_TEST);
+  assert.deepEqual(
+    { release: back.release, profile: back.profile, arch: back.arch, config: back.config },
+    {
+      release: DEFAULT_IMAGE.release,
+      profile: DEFAULT_IMAGE.profile,
+      arch: DEFAULT_IMAGE.arch,
+      config: DEFAULT_IMAGE.config,
+    },
+  );
 });

@@ -200,6 +200,26 @@ export function profileForRelease(release: string): ProfileName | undefined {
   return best;
 }
 
+/**
+ * The simulated image file of a kernel (helper I's JSON description: `loadKernelImage` parses it and
+ * `imageSpecOf` maps it back to the same spec), e.g. for a machine's `/boot/bzImage`.
+ */
+export function imageDescriptionJson(spec: KernelImageSpec): string {
+  const config: Record<string, boolean | string | number> = { ...spec.config };
+  return `${JSON.stringify(
+    {
+      kind: 'kho-simulated-kernel',
+      release: spec.release,
+      arch: spec.arch,
+      profile: spec.profile,
+      config,
+      memSize: `0x${(spec.memSize ?? DEFAULT_KERNEL_MEMSZ).toString(16)}`,
+    },
+    null,
+    2,
+  )}\n`;
+}
+
 /** The simulated kernel a parsed image boots. */
 export function imageSpecOf(img: KernelImage | KernelImageSpec, current: KernelImageSpec): KernelImageSpec {
   if (!('format' in img)) return img;
