@@ -42,6 +42,7 @@ export { encodeSw, FDT_CREATE_FLAG_NO_NAME_DEDUP, FDT_SW_MAGIC, FdtSw } from './
 export * from './map/index.ts';
 export * from './sim/index.ts';
 export * from './sim/kexec/index.ts';
+export * from './sim/session/index.ts';
 export * from './tools/compat.ts';
 export * from './tools/debugfs-export.ts';
 export * from './tools/debugfs-mount.ts';
