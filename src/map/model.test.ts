@@ -297,7 +297,7 @@ test('hostile inputs: building and rendering never throws; lanes never overlap',
       const html = renderHtml(map);
       assert.ok(!/NaN|Infinity/.test(html));
     }),
-    { numRuns: 150 },
+    { numRuns: 100 },
   );
 });
 
@@ -338,4 +338,15 @@ test('huge handovers: runs beyond COALESCE_ABOVE are grouped across the smallest
     a: { blocks: 5000, bytes: 5000n * 0x1000n },
     b: { blocks: 5000, bytes: 5000n * 0x1000n },
   });
+});
+
+test('a producer named __proto__ is counted like any other', () => {
+  const map = buildMemoryMap({
+    source: 'proto',
+    preserved: [{ pa: 0n, order: 0 }],
+    subBlobs: [{ name: '__proto__', phys: 0n }],
+  });
+  assert.equal(Object.getPrototypeOf(map.summary.byProducer), Object.prototype);
+  assert.deepEqual(Object.entries(map.summary.byProducer), [['__proto__', { blocks: 1, bytes: 4096n }]]);
+  assert.equal(map.summary.unattributedBlocks, 0);
 });

@@ -373,7 +373,8 @@ export function buildMemoryMap(input: MapInput, opts: BuildOptions = {}): Memory
       value: { producer: r.producer, label: r.label },
     })),
   );
-  const byProducer: Record<string, { blocks: number; bytes: bigint }> = {};
+  // A Map: producer names come from the handover (`__proto__` is a valid node name).
+  const byProducer = new Map<string, { blocks: number; bytes: bigint }>();
   let unattributed = 0;
   let preservedBytes = 0n;
   // Blocks and tracker pages with their owner's label; labelled (or merged into runs) below.
@@ -398,8 +399,11 @@ export function buildMemoryMap(input: MapInput, opts: BuildOptions = {}): Memory
     owner ??= prIdx.find(b.pa, end);
     preservedBytes += size;
     if (owner) {
-      byProducer[owner.producer] ??= { blocks: 0, bytes: 0n };
-      const p = byProducer[owner.producer]!;
+      let p = byProducer.get(owner.producer);
+      if (!p) {
+        p = { blocks: 0, bytes: 0n };
+        byProducer.set(owner.producer, p);
+      }
       p.blocks++;
       p.bytes += size;
     } else unattributed++;
@@ -573,7 +577,8 @@ export function buildMemoryMap(input: MapInput, opts: BuildOptions = {}): Memory
       preservedBlocks: input.preserved?.length ?? 0,
       preservedBytes,
       unattributedBlocks: unattributed,
-      byProducer,
+      // Own data properties, whatever the names (Object.fromEntries defines, never assigns).
+      byProducer: Object.fromEntries(byProducer),
     },
     notes,
   };
