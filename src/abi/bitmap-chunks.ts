@@ -380,6 +380,11 @@ export function encodeBitmapChunksPacked(
   const { pfn, order } = blocks;
   const n = blocks.length;
   const pfnLimit = 2 ** (64 - shift);
+  if (!(n >= 0 && n <= pfn.length && n <= order.length)) {
+    throw new KhoError('KHO_CHUNK_BAD_ENTRY', `packed block count ${n} exceeds its arrays`, {
+      expected: `0..${Math.min(pfn.length, order.length)}`,
+    });
+  }
   const pow2 = Float64Array.from({ length: 256 }, (_, i) => 2 ** i);
   for (let i = 0; i < n; i++) {
     const o = order[i];

@@ -372,6 +372,15 @@ test('bad blocks: packing and the bulk encoder throw KHO_RADIX_BAD_BLOCK, and no
     codeOf(() => encodeRadixTreePacked(bad(0.5, 0), mem)),
     'KHO_RADIX_BAD_BLOCK',
   );
+  const short = { length: 3, pfn: Float64Array.of(0, 1), order: Uint8Array.of(0, 0) };
+  assert.equal(
+    codeOf(() => encodeRadixTreePacked(short, mem)),
+    'KHO_RADIX_BAD_BLOCK',
+  );
+  assert.equal(
+    codeOf(() => encodeBitmapChunksPacked(short, new SparseMemory())),
+    'KHO_CHUNK_BAD_ENTRY',
+  );
   assert.ok(mem.pageAddresses().length > 0);
   for (const pa of mem.pageAddresses()) assert.ok(mem.read(pa, 4096).every((b) => b === 0));
 });

@@ -939,6 +939,11 @@ export function encodeRadixTreePacked(
   const n = blocks.length;
   const { pfn, order } = blocks;
   const pfnLimit = POW2[64 - geo.pageShift];
+  if (!(n >= 0 && n <= pfn.length && n <= order.length)) {
+    throw new KhoError('KHO_RADIX_BAD_BLOCK', `packed block count ${n} exceeds its arrays`, {
+      expected: `0..${Math.min(pfn.length, order.length)}`,
+    });
+  }
   const badBlock = (p: number, o: number, what: 'order' | 'address'): never => {
     const pa = Number.isSafeInteger(p) && p >= 0 ? BigInt(p) * BigInt(ps) : undefined;
     const path = pa === undefined ? undefined : physPath(pa);
@@ -951,7 +956,7 @@ export function encodeRadixTreePacked(
     throw new KhoError(
       'KHO_RADIX_BAD_BLOCK',
       `block ${pa === undefined ? `pfn ${p}` : hex(pa)} is not aligned to its size (order ${o})`,
-      { path, expected: `a multiple of ${hex(BigInt(ps) << BigInt(o))}` },
+      { path, expected: `a multiple of ${hex(BigInt(ps) * BigInt(POW2[o]))}` },
     );
   };
   const built: BuildPage[] = [];
