@@ -168,3 +168,19 @@ test("scratch that holds the segments but not the next kernel's early allocation
       e instanceof KhoError && e.code === 'SIM_KERNEL_PANIC' && /KHO scratch only/.test(e.message),
   );
 });
+
+test('checkInvariants: true checks every kexec of the chain without being asked', () => {
+  const k = Kernel.boot(Machine.create({ memory: '2G' }), {
+    image: NO_TEST,
+    cmdline: CMD,
+    checkInvariants: true,
+  });
+  load(k);
+  const next = k.kexecExec();
+  assert.equal(next.checkInvariants, true);
+  load(next);
+  const region = next.reserveMem.findByName('khovec_region')!;
+  assert.throws(() => next.kexecExec({ fault: (old) => scribble(old, region.start, 4) }), {
+    code: 'SIM_INVARIANT_PRESERVED_CHANGED',
+  });
+});

@@ -48,6 +48,7 @@ import { formatE820 } from '../machine/firmware.ts';
 import type { Machine } from '../machine/machine.ts';
 import { BuddyAllocator } from './buddy.ts';
 import { commandLineLogLines, type ParsedCommandLine, parseKernelCommandLine } from './cmdline.ts';
+import { assertInvariants, kexecChecked } from './invariants.ts';
 import { KhoCore } from './kho.ts';
 import { type Memblock, memblockFromRam, NUMA_NO_NODE, ReserveMemTable } from './memblock.ts';
 import { KernelLog } from './printk.ts';
@@ -135,7 +136,10 @@ export interface BootOptions {
   seed?: number;
   /** The image and command line a cold boot uses (default: this boot's). */
   coldBoot?: { image: KernelImageSpec; cmdline: string };
-  /** Run the invariant checker after each step (throws SIM_INVARIANT_*). */
+  /**
+   * Run the invariant checker after each kexec load and around each kexec (`kexecChecked`), throwing
+   * SIM_INVARIANT_*; carried over to the next kernels.
+   */
   checkInvariants?: boolean;
   /** Hook run after memblock_free_all (before initcalls): used by the invariant checker. */
   afterMmInit?: (k: Kernel) => void;
@@ -700,6 +704,7 @@ export class Kernel {
       ...(handover ? { scratch: this.kho.scratch, khoFdtAddr: this.kho.rootFdtPhys } : { ram: free }),
     });
     this.loaded = { plan, spec, cmdline, handover };
+    if (this.checkInvariants) assertInvariants(this);
     const message = handover
       ? `loaded ${spec.release} with kexec_file_load: ${plan.segments.length} segments in KHO scratch; the KHO state (root FDT at ${hex(this.kho.rootFdtPhys)}) will be handed over`
       : !input.fileLoad
@@ -833,6 +838,8 @@ export class Kernel {
     const loaded = this.loaded;
     if (!loaded)
       throw new KhoError('SIM_EINVAL', 'kexec: no image loaded (-EINVAL)', { expected: 'kexec -l first' });
+    if (this.checkInvariants && !opts.snapshot)
+      return kexecChecked(this, opts.fault ? { fault: opts.fault } : {}).next;
     const snap = opts.snapshot?.(this);
     const h = this.prepareHandoff();
     opts.fault?.(this);
