@@ -93,3 +93,25 @@ test('kho demo: bad options are usage errors (exit 2)', () => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /CLI_USAGE: --kexecs '0' is not 1 to 20/);
 });
+
+test('kho demo fails (exit 1) and says what did not survive when preserved bytes change', async () => {
+  const { runDemo } = await import('../../src/cli/commands/demo.ts');
+  let out = '';
+  const status = await runDemo(
+    {
+      json: true,
+      // before the second kexec, scribble on the reserve_mem region (the fault the guide's use cases name)
+      beforeExec: (s, hop) => {
+        if (hop !== 2) return;
+        const r = s.kernel.reserveMem.findByName('trace_buf');
+        if (r) s.machine.memory.write(r.start + 100n, new Uint8Array([0xff]));
+      },
+    },
+    { out: (t) => (out += t) },
+  );
+  assert.equal(status, 1);
+  const s = JSON.parse(out) as DemoSummary;
+  assert.equal(s.ok, false);
+  const failed = s.checks.filter((c) => !c.ok).map((c) => c.name);
+  assert.deepEqual(failed, ["kexec #2: 'trace_buf' contents unchanged (sha256)"]);
+});

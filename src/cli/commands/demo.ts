@@ -27,6 +27,8 @@ export interface DemoOptions {
   numa?: string;
   kexecs?: string;
   json?: boolean;
+  /** Programmatic only: runs before each `kexec -e` (tests inject faults here to see the demo fail). */
+  beforeExec?: (s: Session, hop: number) => void;
 }
 
 export interface DemoCheck {
@@ -143,6 +145,7 @@ export async function runDemo(o: DemoOptions, io: Io = stdio): Promise<number> {
   for (let hop = 1; hop <= kexecs; hop++) {
     section(`${hop + 2}. KHO kexec #${hop}`);
     const load = await sh('kexec -l /boot/bzImage --initrd /boot/initrd --reuse-cmdline -s');
+    o.beforeExec?.(s, hop);
     const exec = await sh('kexec -e');
     check(
       `kexec #${hop} ran`,
@@ -153,7 +156,7 @@ export async function runDemo(o: DemoOptions, io: Io = stdio): Promise<number> {
     const m = /KHO: exec from: (\S+) \(count (\d+)\)/.exec(log.out);
     const count = m ? Number(m[2]) : null;
     check(
-      `kexec #${hop}: KHO: exec from: ${prevRelease} (count ${hop})`,
+      `kexec #${hop}: metadata names the previous kernel and count ${hop}`,
       m !== null && m[1] === prevRelease && count === hop,
       m ? m[0] : 'no "KHO: exec from" line',
     );
@@ -180,7 +183,12 @@ export async function runDemo(o: DemoOptions, io: Io = stdio): Promise<number> {
     check(
       `kexec #${hop}: debugfs in/ present`,
       tree.out.includes('/sys/kernel/debug/kho/in:'),
-      debugfs.filter((p) => p.includes('/in')).join(' '),
+      `in/sub_fdts: ${
+        debugfs
+          .filter((p) => p.startsWith('/sys/kernel/debug/kho/in/sub_fdts/'))
+          .map((p) => p.slice('/sys/kernel/debug/kho/in/sub_fdts/'.length))
+          .join(', ') || '(none)'
+      }`,
     );
     await sh('kho inspect /sys/kernel/debug/kho/in');
     const valid = await sh('kho validate /sys/kernel/debug/kho/in/fdt');

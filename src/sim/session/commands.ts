@@ -477,6 +477,7 @@ export function registerSessionCommands(s: Session): void {
         const r = await info.handler(ctx);
         const v = s.violations();
         if (v.length === 0) return r;
+        s.violationReported = true;
         const err = Buffer.concat([toBytes(r.stderr), toBytes(loud(v))]);
         return { ...r, stderr: err, status: 1 };
       },
@@ -491,6 +492,7 @@ export { loud as formatViolations };
 export function sessionExec(s: Session, prefix = ''): CommandResult {
   const k = s.kernel;
   const pre = s.violations();
+  if (pre.length > 0) s.violationReported = true;
   if (pre.length > 0)
     return {
       stderr: `${prefix}${loud(pre)}kexec: not executing: the running kernel breaks an invariant\n`,
@@ -521,6 +523,7 @@ export function sessionExec(s: Session, prefix = ''): CommandResult {
   s.kernel = next;
   s.booted('kexec');
   const v = [...(verdict?.violations ?? [])];
+  if (v.length > 0) s.violationReported = true;
   return {
     stdout: `kexec_core: Starting new kernel\n${verdictLine(next, verdict)}`,
     stderr: `${prefix}${loud(v)}`,

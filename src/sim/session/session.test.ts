@@ -321,6 +321,26 @@ test('the invariant checker runs after every command and fails it loudly', async
   assert.equal(s.history.length, 1);
 });
 
+test('a violation caused by a redirection (written after its command returned) is caught after the line', async () => {
+  const s = new Session({ mem: '2G' });
+  const kho = s.kernel.kho;
+  // a file whose write handler breaks an invariant, standing in for a buggy writable debugfs knob
+  s.vfs.addFile('/tmp/knob', {
+    read: () => '',
+    write: () => {
+      const pa = kho.allocPages(0);
+      kho.preserveFolio(pa, 0);
+      kho.freePages(pa, 0);
+    },
+  });
+  const r = await s.run('echo 1 > /tmp/knob');
+  assert.equal(r.status, 1);
+  const err = Buffer.from(r.stderr).toString();
+  assert.equal(err.match(/INVARIANT VIOLATION/g)?.length, 1, 'reported once');
+  assert.match(err, /SIM_INVARIANT_PRESERVED_FREE/);
+  assert.equal(s.shell.lastStatus, 1, '$? is 1');
+});
+
 test('a kernel panic during a kexec boot halts the machine until reboot', async () => {
   // 40M of lowmem scratch holds the kexec segments but not the next kernel's 32 MiB memmap + the rest
   const s = new Session({ mem: '2G', cmdline: 'kho=on kho_scratch=40M,2M,2M' });

@@ -17,7 +17,8 @@
  * - The shell has the core tools plus `kexec`, `dmesg`, `uname`, `reboot`, `kho`, `khoctl`, `memdump`,
  *   `memwrite` and a `help` that starts with the guide's commands (see `commands.ts`).
  * - The invariant checker (`checkKernel`) runs after every command; a violation is printed on stderr as
- *   `*** INVARIANT VIOLATION: CODE: message` and the command's status becomes 1. `kexec -e` also
+ *   `*** INVARIANT VIOLATION: CODE: message` and the command's status becomes 1. A line with a
+ *   redirection is checked once more after it ran (a redirection writes after its command returned). `kexec -e` also
  *   digests every preserved range before the exec and compares after the next kernel's mm init.
  * - A kernel panic during a boot halts the machine: only `reboot`, `help`, `dmesg` and `exit` run then.
  * - `history` records every boot: cold or kexec, release, incoming kexec count, handover accepted.
@@ -33,7 +34,7 @@ import type { Arch } from '../machine/spec.ts';
 import type { CommandResult } from '../shell/engine.ts';
 import { createShell, type RunResult, type Shell } from '../shell/index.ts';
 import { type Clock, createBaseVfs, type Vfs, vfsError } from '../shell/vfs.ts';
-import { registerSessionCommands, sessionExec } from './commands.ts';
+import { formatViolations, registerSessionCommands, sessionExec } from './commands.ts';
 import { khoctlProducer } from './khoctl.ts';
 
 /** The default command line: the guide's scratch sizes, a reserve_mem region and a serial console. */
@@ -115,6 +116,8 @@ export class Session {
   kernel: Kernel;
   /** Set when a boot panicked: the machine is halted until `reboot`. */
   halted: string | null = null;
+  /** Set when a command of the current line reported a violation (see `registerSessionCommands`). */
+  violationReported = false;
   readonly history: BootRecord[] = [];
   private readonly initrd = initrdBytes();
 
@@ -148,6 +151,18 @@ export class Session {
     });
     this.booted('cold');
     registerSessionCommands(this);
+    // A redirection writes after its command returned (`echo 1 > .../finalize`): check once more then.
+    const execute = this.shell.execute.bind(this.shell);
+    this.shell.execute = async (src, emit) => {
+      this.violationReported = false;
+      const status = await execute(src, emit);
+      if (this.violationReported || !src.includes('>')) return status;
+      const v = this.violations();
+      if (v.length === 0) return status;
+      emit(2, Buffer.from(formatViolations(v), 'latin1'));
+      this.shell.lastStatus = 1;
+      return 1;
+    };
   }
 
   /** Record a boot and re-make the kernel's files. */
