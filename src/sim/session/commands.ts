@@ -14,8 +14,8 @@
  *   command line is empty unless `--append`, `--command-line` or `--reuse-cmdline` (which reads
  *   `/proc/cmdline` and drops `BOOT_IMAGE=`) gives one. Without `-s` (or `-a`) the user-space loader is
  *   modelled (kexec_load): the load works and the shell says on stderr, at load time, that the KHO state
- *   will NOT be handed over. (kexec-tools >= 2.0.26 defaults to `-a`, trying kexec_file_load first; the
- *   guide's advice to pass `-s` is what is modelled: no `-s`, no handover.)
+ *   will NOT be handed over. (Recent kexec-tools releases default to `-a`, trying kexec_file_load first;
+ *   the guide's warning is what is modelled: no `-s` or `-a`, no handover.)
  *   `kexec -e` prints `kexec_core: Starting new kernel`, boots the next kernel, and a one-line summary.
  * - `dmesg [-t] [-r] [-l LEVELS]`, `uname [-a|-r|-s|-n|-v|-m]`, `reboot` (cold boot: memory lost).
  * - `memdump -l` lists the reserve_mem regions; `memdump NAME` or `memdump ADDR LEN` prints raw bytes of
