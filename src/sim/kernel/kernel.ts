@@ -31,6 +31,17 @@
  *   `/chosen`), clobbers the old kernel's non-preserved memory (resident pages of allocated blocks get
  *   0x6b; tracker pages survive until the next kernel has walked them, then they are free memory) and
  *   boots the next kernel on the same machine with exactly the given command line.
+ *   `kexecExec({ fault })` runs `fault(oldKernel)` after the handover is written (fault injection);
+ *   with `checkInvariants` every load and kexec of the chain goes through invariants.ts.
+ *   The image segments' bytes are not copied into simulated memory (zeros stand for them); their
+ *   ranges are, and so are boot_params/setup_data, the DTB and the scratch array copy.
+ * - The x86 kexec'd kernel runs where kexec put its segment (the vectors' stage-2 iomem shows it inside
+ *   global scratch); `/proc/iomem` follows.
+ * - A scratch array naming memory that is not RAM is refused with a (simulator) warning instead of
+ *   adding phantom memory as the real kernel would.
+ * - Images: `imageSpecOf` maps helper I's parsed images to a `KernelImageSpec` (descriptions carry
+ *   release, profile and Kconfig; a real bzImage's release picks the profile by `profileForRelease`, its
+ *   Kconfig is assumed to be the running kernel's); `imageDescriptionJson` writes a kernel's own image.
  * - `reboot()` power-cycles the machine (memory lost) and cold-boots the first kernel's image and command
  *   line: the kexec count starts again from 0.
  */
