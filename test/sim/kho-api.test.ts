@@ -228,3 +228,43 @@ test('a user producer: folio, pages and vmalloc restored intact over three kexec
   }
   assert.ok(!k.dmesg().includes('initcall pattern returned'));
 });
+
+test('producers: a failing one is logged as a failed initcall and the boot goes on; Kconfig gates them', () => {
+  const failing: KhoProducer = {
+    name: 'broken',
+    onBoot(ctx) {
+      ctx.kho.allocPreserve(0); // -EINVAL
+    },
+  };
+  let ran = false;
+  const gated: KhoProducer = {
+    name: 'gated',
+    config: 'CONFIG_MY_PRODUCER',
+    onBoot() {
+      ran = true;
+    },
+  };
+  const k = boot({ producers: [failing, gated] });
+  assert.ok(
+    k
+      .dmesg()
+      .split('\n')
+      .some((l) => / initcall broken returned -22: /.test(l)),
+  );
+  assert.equal(ran, false, 'CONFIG_MY_PRODUCER is not set');
+  assert.ok(k.dmesg().includes('Run /init as init process'));
+  // with KHO off no producer runs at all
+  let offRan = false;
+  boot({
+    cmdline: 'kho=off',
+    producers: [
+      {
+        name: 'p',
+        onBoot: () => {
+          offRan = true;
+        },
+      },
+    ],
+  });
+  assert.equal(offRan, false);
+});
