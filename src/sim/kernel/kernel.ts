@@ -449,7 +449,7 @@ export class Kernel {
     const inc = this.kho.incoming;
     if (inc) {
       for (const a of inc.scratch) this.pfnRange(a.addr, a.size, (s, e) => buddy.setMigrateCma(s, e));
-      for (const r of mergeBlockRanges(inc.blocks, spec.pageSize))
+      for (const r of inc.ranges ?? mergeBlockRanges(inc.blocks, spec.pageSize))
         this.pfnRange(r.start, r.size, (s, e) => buddy.markPreserved(s, e - s));
     }
     const kb = (p: number) => `${(BigInt(p) * ps) / 1024n}K`;
@@ -591,7 +591,8 @@ export class Kernel {
         kho.incoming = null;
         return;
       }
-      for (const r of mergeBlockRanges(inc.blocks, machine.spec.pageSize)) {
+      inc.ranges = mergeBlockRanges(inc.blocks, machine.spec.pageSize);
+      for (const r of inc.ranges) {
         mb.reserve(r.start, r.size);
         mb.reservedMarkNoinit(r.start, r.size);
       }
@@ -807,8 +808,7 @@ export class Kernel {
   private clobberUnpreserved(): void {
     const ps = BigInt(this.machine.spec.pageSize);
     const keep = new Set<bigint>(this.kho.trackerPages);
-    const preserved = new Map<number, number>();
-    for (const b of this.kho.preservedBlocks()) preserved.set(Number(b.pa / ps), b.order);
+    const preserved = this.kho.preservedPfns();
     const segs = this.loaded?.plan.segments ?? [];
     const mem = this.machine.memory;
     for (const [head, order] of this.buddy.allocatedBlockList()) {
@@ -824,7 +824,7 @@ export class Kernel {
     }
   }
 
-  private isPreservedPfn(pfn: number, preserved: Map<number, number>): boolean {
+  private isPreservedPfn(pfn: number, preserved: ReadonlyMap<number, number>): boolean {
     for (let o = 0; o <= 20; o++) {
       const head = pfn - (pfn % 2 ** o);
       const ord = preserved.get(head);

@@ -167,6 +167,8 @@ export interface KhoIncoming {
   blocks: PreservedBlock[];
   /** Tracker pages of the map (radix nodes or chunk/bitmap pages). */
   trackerPages: bigint[];
+  /** The blocks merged into physical ranges (computed once by the walk). */
+  ranges?: PhysRange[];
 }
 
 export class KhoCore {
@@ -246,6 +248,10 @@ export class KhoCore {
     return [...this.preserved.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([pfn, order]) => ({ pa: BigInt(pfn) << this.pageShift, order }));
+  }
+  /** Outgoing preserved blocks as pfn → order (no copy, unsorted). */
+  preservedPfns(): ReadonlyMap<number, number> {
+    return this.preserved;
   }
   /** Incoming head pages not yet restored (pfn → order). */
   unrestored(): ReadonlyMap<number, number> {
