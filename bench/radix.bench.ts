@@ -27,8 +27,9 @@
  *   preserves blocks in whatever order subsystems ask, e.g. a memfd's folios in file order, which is
  *   no address order. The encoder keeps insertion order (it decides page allocation, as in the
  *   kernel), so this costs a leaf lookup and a likely cache miss per block.
- * Each timed operation runs once on a 1/64 sample first (JIT warm-up), then R times (default 3) with a
- * GC in between; the table shows the fastest run's wall time, the median, and the lowest CPU time
+ * - idle: node + tsx + these modules and nothing else, the floor under every peak RSS.
+ * Each timed operation runs once first for JIT warm-up (encoders and the baseline decoder on a 1/64
+ * sample, the map decoders on the whole map), then R times (default 3) with a GC in between; the table shows the fastest run's wall time, the median, and the lowest CPU time
  * (user + system of the whole process, GC threads included: the machine may be shared, and load
  * stretches wall time more than CPU time). pages/s counts preserved 4 KiB pages,
  * "map MB/s" the bytes of the map's own pages, "mem GB/s" the preserved memory described.
@@ -537,6 +538,7 @@ function main(): void {
       memGBps: +((r.pages * PAGE) / 1e9 / (best / 1000)).toFixed(1),
       maxRssMiB: +r.maxRssMiB.toFixed(1),
       vsBaseline: +(best / Math.min(...b.ms)).toFixed(2),
+      vsBaselineCpu: +(Math.min(...r.cpuMs) / Math.min(...b.cpuMs)).toFixed(2),
       meetsTarget: best < 1000 && r.maxRssMiB < 512,
     };
   });
@@ -553,6 +555,7 @@ function main(): void {
     'mem GB/s',
     'peak RSS MiB',
     'x baseline',
+    'x base cpu',
     '<1s & <512MiB',
   ];
   const table = rows.map((r) => [
@@ -568,6 +571,7 @@ function main(): void {
     r.memGBps.toFixed(1),
     r.maxRssMiB.toFixed(1),
     r.vsBaseline.toFixed(2),
+    r.vsBaselineCpu.toFixed(2),
     r.meetsTarget ? 'yes' : 'NO',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
@@ -596,6 +600,9 @@ function main(): void {
             pageSize: PAGE,
           },
           runs,
+          idleRssMiB: +idle.maxRssMiB.toFixed(1),
+          cpuCount: cpus().length,
+          loadAvg1m: +loadavg()[0].toFixed(2),
           rows,
           raw: results,
         },
