@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { isPrintableString } from '../../src/cli/commands/fdt.ts';
-import { main } from '../../src/cli/main.ts';
 import { type FdtBlob, lookupPath, nodePath, parseFdt } from '../../src/fdt/reader.ts';
+import { runCli } from '../helpers/cli.ts';
 import { oracle } from '../helpers/oracle.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
@@ -55,39 +55,6 @@ function realBlobs(): { file: string; blob: FdtBlob }[] {
     out.push({ file, blob });
   }
   return out;
-}
-
-interface CliRun {
-  code: number;
-  stdout: Buffer;
-  stderr: string;
-}
-
-/** `main(argv)` with stdout/stderr captured; process.exitCode restored afterwards. */
-async function runCli(argv: string[]): Promise<CliRun> {
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  const ow = process.stdout.write;
-  const ew = process.stderr.write;
-  const grab =
-    (sink: Buffer[]) =>
-    (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
-      sink.push(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk));
-      (rest.find((r) => typeof r === 'function') as (() => void) | undefined)?.();
-      return true;
-    };
-  const prevExit = process.exitCode;
-  process.exitCode = undefined;
-  process.stdout.write = grab(out) as typeof process.stdout.write;
-  process.stderr.write = grab(err) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') };
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-    process.exitCode = prevExit;
-  }
 }
 
 const BLOBS = realBlobs();

@@ -2,15 +2,10 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { capture } from '../../../test/helpers/cli.ts';
 import { runDiff } from './diff.ts';
 
 const VEC = join(import.meta.dirname, '../../../test/vectors/linux-7.3.4');
-
-function capture(fn: (io: { out(s: string): void }) => number): { code: number; out: string } {
-  let out = '';
-  const code = fn({ out: (s) => (out += s) });
-  return { code, out };
-}
 
 test('stage2/in vs stage3/in of three-hops: kho_test removed, metadata count 1 -> 2', () => {
   const a = join(VEC, 'three-hops/stage2/in');

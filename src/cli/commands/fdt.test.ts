@@ -8,45 +8,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { runCli } from '../../../test/helpers/cli.ts';
 import { oracle } from '../../../test/helpers/oracle.ts';
-import { main } from '../main.ts';
 import { decodeFdtgetType, isPrintableString, outputPath } from './fdt.ts';
 
 const FIXTURES = join(import.meta.dirname, '../../../test/fixtures/dtb-real');
 const ROCKPRO = join(FIXTURES, 'linux-arm64-rockchip-rk3399-rockpro64.dtb');
-
-interface CliRun {
-  code: number;
-  stdout: Buffer;
-  stderr: string;
-}
-
-/** `main(argv)` with stdout/stderr captured; process.exitCode restored afterwards. */
-async function runCli(argv: string[]): Promise<CliRun> {
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  const ow = process.stdout.write;
-  const ew = process.stderr.write;
-  const grab =
-    (sink: Buffer[]) =>
-    (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
-      sink.push(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk));
-      (rest.find((r) => typeof r === 'function') as (() => void) | undefined)?.();
-      return true;
-    };
-  const prevExit = process.exitCode;
-  process.exitCode = undefined;
-  process.stdout.write = grab(out) as typeof process.stdout.write;
-  process.stderr.write = grab(err) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') };
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-    process.exitCode = prevExit;
-  }
-}
 
 /** A scratch directory removed after the async `fn` settles. */
 async function withTempDirAsync(fn: (dir: string) => Promise<void>): Promise<void> {

@@ -7,17 +7,12 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { capture } from '../../../test/helpers/cli.ts';
 import { main } from '../main.ts';
 import { runInspect } from './inspect.ts';
 
 const ROOT = join(import.meta.dirname, '../../..');
 const VEC = join(ROOT, 'test/vectors/linux-7.3.4');
-
-function capture(fn: (io: { out(s: string): void }) => number): { code: number; out: string } {
-  let out = '';
-  const code = fn({ out: (s) => (out += s) });
-  return { code, out };
-}
 
 test('inspect out/ with --memory: named values, hex addresses, sizes with units, merged ranges', () => {
   const { code, out } = capture((io) =>

@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { capture } from '../../../test/helpers/cli.ts';
 import { withTempDir } from '../../../test/helpers/oracle.ts';
 import { REGION_KINDS } from '../../map/model.ts';
 import { main } from '../main.ts';
@@ -16,12 +17,6 @@ import { runMap } from './map.ts';
 
 const ROOT = join(import.meta.dirname, '../../..');
 const S1 = join(ROOT, 'test/vectors/linux-7.3.4/flat-explicit/stage1');
-
-function capture(fn: (io: { out(s: string): void }) => number): { code: number; out: string } {
-  let out = '';
-  const code = fn({ out: (s) => (out += s) });
-  return { code, out };
-}
 
 test('map --json: the model with u64 values as hex strings; every preserved.json block present', () => {
   const { code, out } = capture((io) =>

@@ -8,32 +8,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { capture, quiet } from '../../../test/helpers/cli.ts';
 import { withTempDir } from '../../../test/helpers/oracle.ts';
 import { runPlan } from './plan.ts';
 
 const ROOT = join(import.meta.dirname, '../../..');
 const VEC = join(ROOT, 'test/vectors/linux-7.3.4');
-
-function capture(fn: (io: { out(s: string): void }) => number): { code: number; out: string } {
-  let out = '';
-  const code = fn({ out: (s) => (out += s) });
-  return { code, out };
-}
-
-/** stderr is written by reportError through process.stderr: silence it and keep it. */
-function quiet<T>(fn: () => T): { value: T; err: string } {
-  const orig = process.stderr.write.bind(process.stderr);
-  let err = '';
-  process.stderr.write = ((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { value: fn(), err };
-  } finally {
-    process.stderr.write = orig;
-  }
-}
 
 // A simulated 7.3.4-khovec kernel whose init_size lies inside the window the vectors' placements
 // allow (see src/sim/kexec/placement.test.ts): the real bzImage is not among the vectors.

@@ -4,16 +4,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { capture } from '../../../test/helpers/cli.ts';
 import { FdtRw } from '../../fdt/write-rw.ts';
 import { runValidate } from './validate.ts';
 
 const VEC = join(import.meta.dirname, '../../../test/vectors/linux-7.3.4');
-
-function capture(fn: (io: { out(s: string): void }) => number): { code: number; out: string } {
-  let out = '';
-  const code = fn({ out: (s) => (out += s) });
-  return { code, out };
-}
 
 test('real handovers are valid (exit 0); the cut-short out/fdt is a warning, not an error', () => {
   for (const p of ['flat-explicit/stage2/in/fdt', 'flat-explicit/stage1/out', 'three-hops/stage3/in']) {
