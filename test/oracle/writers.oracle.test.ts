@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { isKhoError } from '../../src/errors.ts';
+import { FDT_ERROR_CODES, isKhoError } from '../../src/errors.ts';
 import type { FdtNode, FdtTree } from '../../src/fdt/model.ts';
 import { type DtcOptions, encodeDtc } from '../../src/fdt/write-dtc.ts';
 import { FdtRw } from '../../src/fdt/write-rw.ts';
@@ -18,29 +18,8 @@ import { oracle, runPython, withTempDir } from '../helpers/oracle.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
-/** libfdt's error code name of a negative return, or 'OK'. */
-const ERRNAMES = [
-  'OK',
-  'FDT_ERR_NOTFOUND',
-  'FDT_ERR_EXISTS',
-  'FDT_ERR_NOSPACE',
-  'FDT_ERR_BADOFFSET',
-  'FDT_ERR_BADPATH',
-  'FDT_ERR_BADPHANDLE',
-  'FDT_ERR_BADSTATE',
-  'FDT_ERR_TRUNCATED',
-  'FDT_ERR_BADMAGIC',
-  'FDT_ERR_BADVERSION',
-  'FDT_ERR_BADSTRUCTURE',
-  'FDT_ERR_BADLAYOUT',
-  'FDT_ERR_INTERNAL',
-  'FDT_ERR_BADNCELLS',
-  'FDT_ERR_BADVALUE',
-  'FDT_ERR_BADOVERLAY',
-  'FDT_ERR_NOPHANDLES',
-  'FDT_ERR_BADFLAGS',
-];
-const rcName = (rc: number) => (rc >= 0 ? 'OK' : (ERRNAMES[-rc] ?? `rc${rc}`));
+/** libfdt's error code name of a negative return (FDT_ERROR_CODES is in libfdt's numbering), or 'OK'. */
+const rcName = (rc: number) => (rc >= 0 ? 'OK' : (FDT_ERROR_CODES[-rc - 1] ?? `rc${rc}`));
 
 /** Run `fn`, returning 'OK' or the KhoError code (anything else is a bug and rethrown). */
 function outcome(fn: () => unknown): string {
