@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { isKhoError } from '../errors.ts';
+import { codeOf } from '../../test/helpers/errors.ts';
 import {
   blockChain,
   blockEntriesPerBlock,
@@ -12,16 +12,6 @@ import {
   validateBlockSet,
 } from './block.ts';
 import { memoryFromBytes, type PhysMemory, SparseMemory, u64Bytes } from './memory/image.ts';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    assert.ok(isKhoError(e));
-    return e.code;
-  }
-}
 
 /** Hand-built block pages: [pa, next, count, entry bytes...]. */
 function blocks(spec: Array<[bigint, bigint, bigint, number[]?]>): PhysMemory {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { isKhoError } from '../errors.ts';
+import { codeOf } from '../../test/helpers/errors.ts';
 import { encodeBlockSet } from './block.ts';
 import {
   decodeLuoFlbs,
@@ -18,16 +18,6 @@ import { openMemoryDir } from './memory/dir.ts';
 import { memoryFromBytes, SparseMemory, u64Bytes } from './memory/image.ts';
 
 const LUO = join(import.meta.dirname, '../../test/vectors/linux-7.3.4/luo-memfd');
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    assert.ok(isKhoError(e));
-    return e.code;
-  }
-}
 
 test('vectors: stage-1 LUO blob is luo-v5, liveupdate 1, no sessions yet, FLB page', () => {
   const blob = new Uint8Array(readFileSync(join(LUO, 'stage1/out/blobs/LUO')));

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { isKhoError } from '../errors.ts';
+import { codeOf } from '../../test/helpers/errors.ts';
 import {
   decodeScratchArray,
   encodeScratchArray,
@@ -17,16 +17,6 @@ import {
 } from './scratch.ts';
 
 const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    assert.ok(isKhoError(e));
-    return e.code;
-  }
-}
 
 test('vectors: flat-explicit kho_scratch=16M,64M,32M gives lowmem 16M, global 64M, one node 32M', () => {
   const dir = join(VEC, 'flat-explicit/stage1/out');

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { isKhoError } from '../errors.ts';
+import { codeOf } from '../../test/helpers/errors.ts';
 import { decodeKhoTestFdt } from './kho-test.ts';
 import { openMemoryDir } from './memory/dir.ts';
 import { memoryFromBytes, type PhysMemory, SparseMemory, u64Bytes } from './memory/image.ts';
@@ -18,16 +18,6 @@ import {
   validateVmalloc,
   vmallocChunkEntries,
 } from './vmalloc.ts';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    assert.ok(isKhoError(e));
-    return e.code;
-  }
-}
 
 /** Chunk pages by hand: [pa, next, phys entries]. */
 function chunks(
