@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { cpuMsSince, cpuStart } from '../../test/helpers/cpu.ts';
+import { preservedJson, SCENARIOS, VECTORS } from '../../test/helpers/vectors.ts';
 import { encodeBitmapChunks } from './bitmap-chunks.ts';
 import { decodeHandover, diffHandovers, loadHandoverPath, subtractRanges } from './handover.ts';
 import { KhoRootBuilder } from './kho-fdt.ts';
@@ -20,32 +21,22 @@ import { openMemoryImage } from './memory/open.ts';
 import { getProfile } from './profile.ts';
 import { encodeRadixTree } from './radix-tree.ts';
 
-const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
-const SCENARIOS = [
-  'flat-explicit',
-  'numa-explicit',
-  'default-scale',
-  'bad-scratch',
-  'three-hops',
-  'luo-memfd',
-];
-
 interface Meta {
   notes?: string[];
   preserved?: { count: number; by_order: Record<string, number>; bytes: number; ranges: number };
   out_root?: number;
 }
-const meta = (p: string): Meta => JSON.parse(readFileSync(join(VEC, p, 'meta.json'), 'utf8'));
+const meta = (p: string): Meta => JSON.parse(readFileSync(join(VECTORS, p, 'meta.json'), 'utf8'));
 const dmesg = (p: string) =>
-  existsSync(join(VEC, p, 'dmesg')) ? readFileSync(join(VEC, p, 'dmesg'), 'utf8') : '';
+  existsSync(join(VECTORS, p, 'dmesg')) ? readFileSync(join(VECTORS, p, 'dmesg'), 'utf8') : '';
 
 for (const sc of SCENARIOS) {
   test(`${sc} stage1 out/ + mem/: preserved memory, whole root, metadata, reserve_mem`, () => {
     const s1 = `${sc}/stage1`;
-    const h = loadHandoverPath(join(VEC, s1, 'out'), { memoryPath: join(VEC, s1, 'mem') });
+    const h = loadHandoverPath(join(VECTORS, s1, 'out'), { memoryPath: join(VECTORS, s1, 'mem') });
     const m = meta(s1);
     // Preserved blocks: exactly the independent decoder's list.
-    const expected = JSON.parse(readFileSync(join(VEC, s1, 'preserved.json'), 'utf8')) as [string, number][];
+    const expected = preservedJson(s1);
     assert.ok(h.preserved, JSON.stringify(h.findings));
     assert.deepEqual(
       h.preserved.list.map((b) => [`0x${b.pa.toString(16)}`, b.order]),
@@ -69,14 +60,14 @@ for (const sc of SCENARIOS) {
       cut.message,
       new RegExp(`${have} of ${total} bytes \\(${Number(total) - Number(have)} missing\\)`),
     );
-    assert.ok(Buffer.from(readFileSync(join(VEC, s1, 'out/fdt.whole'))).length === Number(total));
+    assert.ok(Buffer.from(readFileSync(join(VECTORS, s1, 'out/fdt.whole'))).length === Number(total));
     assert.deepEqual(
       h.subBlobs.map((s) => [s.name, s.source]),
       h.root!.subtrees.map((s) => [s.name, 'memory']),
     );
     // Sub-blobs read from memory equal the capture's blobs/ files.
     for (const s of h.subBlobs) {
-      assert.equal(s.length, readFileSync(join(VEC, s1, 'out/blobs', s.name)).length, s.name);
+      assert.equal(s.length, readFileSync(join(VECTORS, s1, 'out/blobs', s.name)).length, s.name);
     }
     // Metadata: the count the next kernel logs.
     const next = dmesg(`${sc}/stage2`);
@@ -88,7 +79,7 @@ for (const sc of SCENARIOS) {
     // reserve_mem: the next kernel revives each region by name, at the same address.
     for (const r of h.reserveMem) {
       if (next) assert.match(next, new RegExp(`Revived memory reservation '${r.name}' from KHO`));
-      const nextIn = loadHandoverPath(join(VEC, `${sc}/stage2/in`));
+      const nextIn = loadHandoverPath(join(VECTORS, `${sc}/stage2/in`));
       assert.deepEqual(nextIn.reserveMem, h.reserveMem);
     }
     // Everything the kernel hands over is inside preserved memory: no error findings.
@@ -101,7 +92,7 @@ for (const sc of SCENARIOS) {
 
 test('reserve_mem regions are the command lines: khovec_region 4 MiB, trace_buf 8 MiB; none without reserve_mem', () => {
   const r = (s: string) =>
-    loadHandoverPath(join(VEC, s, 'out'), { memoryPath: join(VEC, s, 'mem') }).reserveMem.map((x) => [
+    loadHandoverPath(join(VECTORS, s, 'out'), { memoryPath: join(VECTORS, s, 'mem') }).reserveMem.map((x) => [
       x.name,
       x.size,
     ]);
@@ -119,7 +110,7 @@ test('in/ of every later stage: metadata count equals the kernel’s own exec-fr
     'three-hops/stage3',
     'luo-memfd/stage2',
   ]) {
-    const h = loadHandoverPath(join(VEC, s, 'in'));
+    const h = loadHandoverPath(join(VECTORS, s, 'in'));
     const line = dmesg(s).match(/KHO: exec from: .*\(count \d+\)/)![0];
     assert.equal(h.metadata?.logLine, line, s);
     assert.equal(h.source.kind, 'debugfs-dir');
@@ -128,7 +119,7 @@ test('in/ of every later stage: metadata count equals the kernel’s own exec-fr
 });
 
 test('after a KHO boot there is no out/fdt: said so; the sub_fdts still decode', () => {
-  const h = loadHandoverPath(join(VEC, 'flat-explicit/stage2/out'));
+  const h = loadHandoverPath(join(VECTORS, 'flat-explicit/stage2/out'));
   assert.equal(h.root, undefined);
   assert.equal(h.findings[0]?.code, 'KHO_DEBUGFS_NO_FDT');
   assert.match(h.findings[0]!.message, /no out\/fdt/);
@@ -139,15 +130,15 @@ test('after a KHO boot there is no out/fdt: said so; the sub_fdts still decode',
 });
 
 test('luo-memfd: the outgoing LUO blob decodes; the reused in/sub_fdts/LUO page is reported, not trusted', () => {
-  const out = loadHandoverPath(join(VEC, 'luo-memfd/stage1/out'), {
-    memoryPath: join(VEC, 'luo-memfd/stage1/mem'),
+  const out = loadHandoverPath(join(VECTORS, 'luo-memfd/stage1/out'), {
+    memoryPath: join(VECTORS, 'luo-memfd/stage1/mem'),
   });
   const luo = out.subBlobs.find((s) => s.name === 'LUO')!;
   assert.equal(luo.kind, 'LUO');
   assert.equal(luo.luo?.compatible, 'luo-v5');
   assert.equal(luo.luo?.liveupdateNumber, 1n);
   assert.equal(luo.luo?.sessions, 0n);
-  const inn = loadHandoverPath(join(VEC, 'luo-memfd/stage2/in'));
+  const inn = loadHandoverPath(join(VECTORS, 'luo-memfd/stage2/in'));
   const stale = inn.findings.find((f) => f.code === 'KHO_SUBBLOB_STALE');
   assert.ok(stale);
   assert.equal(stale.path, '/LUO');
@@ -155,7 +146,7 @@ test('luo-memfd: the outgoing LUO blob decodes; the reused in/sub_fdts/LUO page 
 });
 
 test('a cut-short out/fdt without memory: what was given, by how much, and how to get the rest', () => {
-  const h = loadHandoverPath(join(VEC, 'flat-explicit/stage1/out/fdt'));
+  const h = loadHandoverPath(join(VECTORS, 'flat-explicit/stage1/out/fdt'));
   assert.equal(h.source.kind, 'fdt');
   assert.equal(h.root?.have, 233);
   assert.equal(h.root?.totalsize, 353);
@@ -169,19 +160,19 @@ test('a cut-short out/fdt without memory: what was given, by how much, and how t
 });
 
 test('single sub-blob files decode by kind', () => {
-  const mb = loadHandoverPath(join(VEC, 'flat-explicit/stage1/out/sub_fdts/memblock'));
+  const mb = loadHandoverPath(join(VECTORS, 'flat-explicit/stage1/out/sub_fdts/memblock'));
   assert.equal(mb.source.kind, 'sub-blob');
   assert.equal(mb.subBlobs[0]?.kind, 'memblock');
-  const md = loadHandoverPath(join(VEC, 'flat-explicit/stage1/out/sub_fdts/kexec-metadata'));
+  const md = loadHandoverPath(join(VECTORS, 'flat-explicit/stage1/out/sub_fdts/kexec-metadata'));
   assert.equal(md.metadata?.kexecCount, 1);
-  const kt = loadHandoverPath(join(VEC, 'flat-explicit/stage1/out/sub_fdts/kho_test'));
+  const kt = loadHandoverPath(join(VECTORS, 'flat-explicit/stage1/out/sub_fdts/kho_test'));
   assert.equal(kt.subBlobs[0]?.khoTest?.nrFolios, 30);
 });
 
 test('hostile handovers: blob-size beyond the image, pointers outside memory, blobs not preserved', () => {
-  const whole = readFileSync(join(VEC, 'flat-explicit/stage1/out/fdt.whole'));
+  const whole = readFileSync(join(VECTORS, 'flat-explicit/stage1/out/fdt.whole'));
   // Memory holding only the kexec-metadata page: the radix root is outside it.
-  const metaBlob = readFileSync(join(VEC, 'flat-explicit/stage1/out/blobs/kexec-metadata'));
+  const metaBlob = readFileSync(join(VECTORS, 'flat-explicit/stage1/out/blobs/kexec-metadata'));
   const mem = memoryFromBytes([{ start: 0x3c25000n, bytes: metaBlob }]);
   const h = decodeHandover({ fdt: whole, memory: mem });
   assert.ok(h.findings.some((f) => f.code === 'KHO_PTR_OUTSIDE_MEMORY'));
@@ -196,8 +187,8 @@ test('hostile handovers: blob-size beyond the image, pointers outside memory, bl
 });
 
 test('diff: three-hops stage2/in -> stage3/in: kho_test gone, metadata count 1 -> 2, new map address', () => {
-  const a = loadHandoverPath(join(VEC, 'three-hops/stage2/in'));
-  const b = loadHandoverPath(join(VEC, 'three-hops/stage3/in'));
+  const a = loadHandoverPath(join(VECTORS, 'three-hops/stage2/in'));
+  const b = loadHandoverPath(join(VECTORS, 'three-hops/stage3/in'));
   const d = diffHandovers(a, b);
   assert.deepEqual(
     d.subBlobs.removed.map((s) => s.name),
@@ -244,12 +235,12 @@ test('synthetic handovers of other eras: kho-v1 (bitmap chunks, fdt) and kho-v2 
 });
 
 test('fuzz: mutated real roots and sub-blobs never crash decodeHandover (findings only, bounded time)', () => {
-  const whole = readFileSync(join(VEC, 'flat-explicit/stage1/out/fdt.whole'));
-  const mem = openMemoryImage(join(VEC, 'flat-explicit/stage1/mem'));
+  const whole = readFileSync(join(VECTORS, 'flat-explicit/stage1/out/fdt.whole'));
+  const mem = openMemoryImage(join(VECTORS, 'flat-explicit/stage1/mem'));
   const files = new Map(
     ['memblock', 'kho_test', 'kexec-metadata'].map((n) => [
       n,
-      readFileSync(join(VEC, 'flat-explicit/stage1/out/sub_fdts', n)),
+      readFileSync(join(VECTORS, 'flat-explicit/stage1/out/sub_fdts', n)),
     ]),
   );
   fc.assert(
@@ -274,12 +265,9 @@ test('fuzz: mutated real roots and sub-blobs never crash decodeHandover (finding
 
 test('fdt.whole and the next kernel’s in/ decoded with the stage-1 image: preserved.json again', () => {
   for (const sc of ['flat-explicit', 'numa-explicit', 'default-scale', 'luo-memfd']) {
-    const expected = JSON.parse(readFileSync(join(VEC, sc, 'stage1/preserved.json'), 'utf8')) as [
-      string,
-      number,
-    ][];
-    const mem = join(VEC, sc, 'stage1/mem');
-    for (const p of [join(VEC, sc, 'stage1/out/fdt.whole'), join(VEC, sc, 'stage2/in')]) {
+    const expected = preservedJson(`${sc}/stage1`);
+    const mem = join(VECTORS, sc, 'stage1/mem');
+    for (const p of [join(VECTORS, sc, 'stage1/out/fdt.whole'), join(VECTORS, sc, 'stage2/in')]) {
       const h = loadHandoverPath(p, { memoryPath: mem });
       assert.deepEqual(
         h.preserved?.list.map((b) => [`0x${b.pa.toString(16)}`, b.order]),
@@ -291,8 +279,8 @@ test('fdt.whole and the next kernel’s in/ decoded with the stage-1 image: pres
 });
 
 test('in/ with its own (later) image: the consumed map is explained, not called invalid', () => {
-  const h = loadHandoverPath(join(VEC, 'flat-explicit/stage2/in'), {
-    memoryPath: join(VEC, 'flat-explicit/stage2/mem'),
+  const h = loadHandoverPath(join(VECTORS, 'flat-explicit/stage2/in'), {
+    memoryPath: join(VECTORS, 'flat-explicit/stage2/mem'),
   });
   assert.equal(h.preserved, undefined);
   assert.ok(h.findings.some((f) => f.code === 'KHO_MAP_STALE'));
@@ -337,13 +325,9 @@ test('64 KiB pages: radix geometry and root page follow the page size; 16 KiB: t
 test('kho_test: every folio the self-test recorded is a preserved block of its order (preserved.json), as its restore needs', () => {
   for (const sc of SCENARIOS) {
     const s1 = `${sc}/stage1`;
-    const h = loadHandoverPath(join(VEC, s1, 'out'), { memoryPath: join(VEC, s1, 'mem') });
+    const h = loadHandoverPath(join(VECTORS, s1, 'out'), { memoryPath: join(VECTORS, s1, 'mem') });
     const kt = h.subBlobs.find((s) => s.name === 'kho_test')!.khoTest!;
-    const expected = new Set(
-      (JSON.parse(readFileSync(join(VEC, s1, 'preserved.json'), 'utf8')) as [string, number][]).map(
-        ([pa, o]) => `${BigInt(pa)}:${o}`,
-      ),
-    );
+    const expected = new Set(preservedJson(s1).map(([pa, o]) => `${BigInt(pa)}:${o}`));
     assert.equal(kt.folios?.length, kt.nrFolios, sc);
     for (const f of kt.folios!)
       assert.ok(expected.has(`${f.pa}:${f.order}`), `${sc} ${f.pa.toString(16)}/${f.order}`);
@@ -352,11 +336,11 @@ test('kho_test: every folio the self-test recorded is a preserved block of its o
 
 test('kho_test: a recorded folio whose order differs from the preserved block is reported', () => {
   const s1 = 'flat-explicit/stage1';
-  const img = openMemoryImage(join(VEC, s1, 'mem'));
+  const img = openMemoryImage(join(VECTORS, s1, 'mem'));
   const mem = new SparseMemory();
   for (const r of img.ranges()) mem.write(r.start, img.read(r.start, Number(r.size)));
   img.close();
-  const h0 = loadHandoverPath(join(VEC, s1, 'out'), { memory: mem });
+  const h0 = loadHandoverPath(join(VECTORS, s1, 'out'), { memory: mem });
   const kt = h0.subBlobs.find((s) => s.name === 'kho_test')!.khoTest!;
   const first = kt.foliosInfo!.first;
   // The chunk's first entry is the data page holding the folio list; bump entry 0's order by one.
@@ -367,7 +351,7 @@ test('kho_test: a recorded folio whose order differs from the preserved block is
   const patched = new Uint8Array(8);
   new DataView(patched.buffer).setBigUint64(0, v + 1n, true);
   mem.write(data, patched);
-  const h = loadHandoverPath(join(VEC, s1, 'out'), { memory: mem });
+  const h = loadHandoverPath(join(VECTORS, s1, 'out'), { memory: mem });
   const f = h.findings.filter((x) => x.code === 'KHO_TEST_FOLIO_NOT_PRESERVED');
   assert.equal(f.length, 1);
   assert.equal(f[0]!.path, '/kho_test/data:folios_info[0]');

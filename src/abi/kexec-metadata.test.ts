@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { VECTORS } from '../../test/helpers/vectors.ts';
 import { isKhoError } from '../errors.ts';
 import {
   acceptKexecMetadata,
@@ -13,13 +14,11 @@ import {
   validateKexecMetadata,
 } from './kexec-metadata.ts';
 
-const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
-
 function stages(): Array<{ sc: string; st: number; dir: string }> {
   const out: Array<{ sc: string; st: number; dir: string }> = [];
-  for (const sc of readdirSync(VEC)) {
+  for (const sc of readdirSync(VECTORS)) {
     for (const st of [1, 2, 3]) {
-      const dir = join(VEC, sc, `stage${st}`);
+      const dir = join(VECTORS, sc, `stage${st}`);
       if (existsSync(dir)) out.push({ sc, st, dir });
     }
   }

@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { oracle } from '../../test/helpers/oracle.ts';
 import { pyWalk } from '../../test/helpers/pywalk.ts';
+import { VECTORS } from '../../test/helpers/vectors.ts';
 import { isKhoError } from '../errors.ts';
 import { parseFdt } from '../fdt/reader.ts';
 import { FdtRw } from '../fdt/write-rw.ts';
 import { decodeKhoRoot, encodeKhoRoot, KhoRootBuilder, khoRootState, validateKhoRoot } from './kho-fdt.ts';
 
-const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
 const STAGES = [
   'bad-scratch/stage1',
   'default-scale/stage1',
@@ -35,9 +35,9 @@ const STAGES = [
 function wholeRoots(): { path: string; bytes: Buffer; meta: { out_root?: number; in_root?: number } }[] {
   const out = [];
   for (const s of STAGES) {
-    const meta = JSON.parse(readFileSync(join(VEC, s, 'meta.json'), 'utf8'));
+    const meta = JSON.parse(readFileSync(join(VECTORS, s, 'meta.json'), 'utf8'));
     for (const f of ['out/fdt.whole', 'in/fdt']) {
-      const p = join(VEC, s, f);
+      const p = join(VECTORS, s, f);
       if (existsSync(p)) out.push({ path: `${s}/${f}`, bytes: readFileSync(p), meta });
     }
   }
@@ -77,11 +77,11 @@ test('every real root FDT decodes to the values libfdt reads (names, order, nati
 
 test('sub-tree sizes equal the lengths of the blobs read from memory at their addresses', () => {
   for (const s of ['flat-explicit/stage1', 'luo-memfd/stage1', 'bad-scratch/stage1']) {
-    const dec = decodeKhoRoot(readFileSync(join(VEC, s, 'out/fdt.whole')));
+    const dec = decodeKhoRoot(readFileSync(join(VECTORS, s, 'out/fdt.whole')));
     for (const st of dec.subtrees) {
       assert.equal(
         st.size,
-        BigInt(readFileSync(join(VEC, s, 'out/blobs', st.name)).length),
+        BigInt(readFileSync(join(VECTORS, s, 'out/blobs', st.name)).length),
         `${s} ${st.name}`,
       );
     }
@@ -89,7 +89,7 @@ test('sub-tree sizes equal the lengths of the blobs read from memory at their ad
 });
 
 test('flat-explicit: blob order memblock, kho_test, kexec-metadata (reverse of registration)', () => {
-  const dec = decodeKhoRoot(readFileSync(join(VEC, 'flat-explicit/stage1/out/fdt.whole')));
+  const dec = decodeKhoRoot(readFileSync(join(VECTORS, 'flat-explicit/stage1/out/fdt.whole')));
   assert.deepEqual(
     dec.subtrees.map((s) => s.name),
     ['memblock', 'kho_test', 'kexec-metadata'],
@@ -105,8 +105,8 @@ test('re-encoding every real root FDT through the kernel call order gives the sa
 });
 
 test('out/fdt (233 B): the size after the first add, and the first 233 bytes of the live page', () => {
-  const outFdt = readFileSync(join(VEC, 'flat-explicit/stage1/out/fdt'));
-  const whole = decodeKhoRoot(readFileSync(join(VEC, 'flat-explicit/stage1/out/fdt.whole')));
+  const outFdt = readFileSync(join(VECTORS, 'flat-explicit/stage1/out/fdt'));
+  const whole = decodeKhoRoot(readFileSync(join(VECTORS, 'flat-explicit/stage1/out/fdt.whole')));
   const b = new KhoRootBuilder('kho-v4', whole.memoryMap!);
   const [memblock, khoTest, meta] = whole.subtrees;
   b.addSubtree(meta!.name, meta!.phys!, meta!.size);
@@ -135,10 +135,10 @@ test('a fresh kho-v4 root (before any add) is the spec-§1.3 unpacked layout: rs
 
 test('cut-short out/fdt of every scenario: said plainly, readable sub-trees decoded, names inferred', () => {
   for (const s of STAGES) {
-    const p = join(VEC, s, 'out/fdt');
+    const p = join(VECTORS, s, 'out/fdt');
     if (!existsSync(p)) continue;
     const cut = readFileSync(p);
-    const wholeBytes = readFileSync(join(VEC, s, 'out/fdt.whole'));
+    const wholeBytes = readFileSync(join(VECTORS, s, 'out/fdt.whole'));
     assert.ok(cut.length < wholeBytes.length, s);
     const dec = decodeKhoRoot(cut);
     const whole = decodeKhoRoot(wholeBytes);
@@ -255,7 +255,7 @@ test("missing blob-size gives the kernel's warning text; missing preserved-data 
 });
 
 test('a kho-v4 blob judged by a kho-v3 kernel is incompatible; unknown compatible is reported', () => {
-  const v4 = readFileSync(join(VEC, 'flat-explicit/stage1/out/fdt.whole'));
+  const v4 = readFileSync(join(VECTORS, 'flat-explicit/stage1/out/fdt.whole'));
   const f = validateKhoRoot(v4, { profile: 'kho-v3' });
   assert.deepEqual(
     f.map((x) => x.code),
@@ -282,10 +282,10 @@ test('non-FDT input: one typed finding from validate, a KhoError from decode', (
 test('every scenario’s cut-short out/fdt is the prefix of the re-encoded whole blob, its length the size after the first add', () => {
   let n = 0;
   for (const s of STAGES) {
-    const p = join(VEC, s, 'out/fdt');
+    const p = join(VECTORS, s, 'out/fdt');
     if (!existsSync(p)) continue;
     const cut = readFileSync(p);
-    const whole = decodeKhoRoot(readFileSync(join(VEC, s, 'out/fdt.whole')));
+    const whole = decodeKhoRoot(readFileSync(join(VECTORS, s, 'out/fdt.whole')));
     const enc = encodeKhoRoot(khoRootState(whole));
     assert.ok(Buffer.from(enc.subarray(0, cut.length)).equals(cut), s);
     const first = new KhoRootBuilder('kho-v4', whole.memoryMap!);

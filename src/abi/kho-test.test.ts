@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { oracle } from '../../test/helpers/oracle.ts';
 import { pyWalk } from '../../test/helpers/pywalk.ts';
+import { VECTORS } from '../../test/helpers/vectors.ts';
 import { FdtRw } from '../fdt/write-rw.ts';
 import { loadHandoverPath } from './handover.ts';
 import { decodeKhoTestFdt, KHO_TEST_MAGIC, validateKhoTestFdt, x86CsumPartial } from './kho-test.ts';
 
-const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
 const BLOBS = [
   'flat-explicit/stage1/out/blobs/kho_test',
   'luo-memfd/stage1/out/blobs/kho_test',
@@ -19,7 +19,7 @@ const BLOBS = [
 
 test('real kho_test blobs: compatible, magic, nr_folios, folios_info, csum as libfdt reads them', (t) => {
   if (!oracle(t, 'pylibfdt')) return;
-  const bytes = BLOBS.map((p) => readFileSync(join(VEC, p)));
+  const bytes = BLOBS.map((p) => readFileSync(join(VECTORS, p)));
   const walks = pyWalk(bytes);
   bytes.forEach((b, i) => {
     const dec = decodeKhoTestFdt(b);
@@ -43,7 +43,7 @@ test('real kho_test blobs: compatible, magic, nr_folios, folios_info, csum as li
 });
 
 test('flat-explicit self-test: 30 folios, one vmalloc page (ALLOC flag), order 0', () => {
-  const dec = decodeKhoTestFdt(readFileSync(join(VEC, BLOBS[0]!)));
+  const dec = decodeKhoTestFdt(readFileSync(join(VECTORS, BLOBS[0]!)));
   assert.equal(dec.nrFolios, 30);
   assert.equal(dec.foliosInfo?.totalPages, 1);
   assert.equal(dec.foliosInfo?.flags, 1);
@@ -51,7 +51,7 @@ test('flat-explicit self-test: 30 folios, one vmalloc page (ALLOC flag), order 0
 });
 
 test('a wrong magic and a short csum are the restore path failures', () => {
-  const rw = FdtRw.openInto(readFileSync(join(VEC, BLOBS[0]!)), 4096);
+  const rw = FdtRw.openInto(readFileSync(join(VECTORS, BLOBS[0]!)), 4096);
   rw.setprop(0, 'magic', new Uint8Array([1, 2, 3, 4]));
   rw.setprop(rw.pathOffset('/data'), 'csum', new Uint8Array([1, 2]));
   rw.pack();

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { oracle } from '../../test/helpers/oracle.ts';
 import { pyWalk } from '../../test/helpers/pywalk.ts';
+import { VECTORS } from '../../test/helpers/vectors.ts';
 import { isKhoError } from '../errors.ts';
 import { decodeMemblockFdt, encodeMemblockFdt, reviveReserveMem, validateMemblockFdt } from './memblock.ts';
 
-const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
 const BLOBS = [
   'flat-explicit/stage1/out/blobs/memblock',
   'flat-explicit/stage2/in/blobs/memblock',
@@ -22,7 +22,7 @@ const BLOBS = [
 
 test('real memblock blobs decode to the regions libfdt reads (native-endian start/size)', (t) => {
   if (!oracle(t, 'pylibfdt')) return;
-  const bytes = BLOBS.map((p) => readFileSync(join(VEC, p)));
+  const bytes = BLOBS.map((p) => readFileSync(join(VECTORS, p)));
   const walks = pyWalk(bytes);
   bytes.forEach((b, i) => {
     const dec = decodeMemblockFdt(b);
@@ -41,12 +41,12 @@ test('real memblock blobs decode to the regions libfdt reads (native-endian star
 });
 
 test('the regions match the command lines (reserve_mem=4M:4096:khovec_region, 8M:2M:trace_buf)', () => {
-  const flat = decodeMemblockFdt(readFileSync(join(VEC, BLOBS[0]!)));
+  const flat = decodeMemblockFdt(readFileSync(join(VECTORS, BLOBS[0]!)));
   assert.deepEqual(
     flat.regions.map((r) => [r.name, r.size, r.start % 4096n]),
     [['khovec_region', 4n << 20n, 0n]],
   );
-  const def = decodeMemblockFdt(readFileSync(join(VEC, BLOBS[3]!)));
+  const def = decodeMemblockFdt(readFileSync(join(VECTORS, BLOBS[3]!)));
   assert.deepEqual(
     def.regions.map((r) => [r.name, r.size, r.start % (2n << 20n)]),
     [['trace_buf', 8n << 20n, 0n]],
@@ -55,7 +55,7 @@ test('the regions match the command lines (reserve_mem=4M:4096:khovec_region, 8M
 
 test('re-encoding in the kernel call order reproduces every real memblock blob byte for byte', () => {
   for (const p of BLOBS) {
-    const b = readFileSync(join(VEC, p));
+    const b = readFileSync(join(VECTORS, p));
     assert.ok(Buffer.from(encodeMemblockFdt(decodeMemblockFdt(b).regions)).equals(b), p);
   }
 });
@@ -81,7 +81,7 @@ test('more regions than a page holds: FDT_ERR_NOSPACE', () => {
 });
 
 test("revive: the next kernel's checks and log texts", () => {
-  const dec = decodeMemblockFdt(readFileSync(join(VEC, BLOBS[0]!)));
+  const dec = decodeMemblockFdt(readFileSync(join(VECTORS, BLOBS[0]!)));
   assert.equal(
     reviveReserveMem(dec, 'khovec_region', 4n << 20n, 4096n).log,
     "Revived memory reservation 'khovec_region' from KHO",

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { codeOf } from '../../test/helpers/errors.ts';
+import { preservedJson, SCENARIOS, VECTORS } from '../../test/helpers/vectors.ts';
 import {
   decodeScratchArray,
   encodeScratchArray,
@@ -16,10 +17,8 @@ import {
   validateScratch,
 } from './scratch.ts';
 
-const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
-
 test('vectors: flat-explicit kho_scratch=16M,64M,32M gives lowmem 16M, global 64M, one node 32M', () => {
-  const dir = join(VEC, 'flat-explicit/stage1/out');
+  const dir = join(VECTORS, 'flat-explicit/stage1/out');
   const phys = readFileSync(join(dir, 'scratch_phys'), 'utf8');
   const len = readFileSync(join(dir, 'scratch_len'), 'utf8');
   const e = scratchFromDebugfs(phys, len);
@@ -34,9 +33,9 @@ test('vectors: flat-explicit kho_scratch=16M,64M,32M gives lowmem 16M, global 64
 
 test('vectors: every scratch file parses, re-formats byte for byte, and is consistent', () => {
   let n = 0;
-  for (const sc of readdirSync(VEC)) {
+  for (const sc of readdirSync(VECTORS)) {
     for (const st of [1, 2, 3]) {
-      const dir = join(VEC, sc, `stage${st}`, 'out');
+      const dir = join(VECTORS, sc, `stage${st}`, 'out');
       if (!existsSync(join(dir, 'scratch_phys'))) continue;
       const phys = readFileSync(join(dir, 'scratch_phys'), 'utf8');
       const len = readFileSync(join(dir, 'scratch_len'), 'utf8');
@@ -51,8 +50,8 @@ test('vectors: every scratch file parses, re-formats byte for byte, and is consi
   assert.ok(n >= 12);
   // Default scale on 2 GiB: global is 0 bytes but still listed with an address (README).
   const ds = scratchFromDebugfs(
-    readFileSync(join(VEC, 'default-scale/stage1/out/scratch_phys'), 'utf8'),
-    readFileSync(join(VEC, 'default-scale/stage1/out/scratch_len'), 'utf8'),
+    readFileSync(join(VECTORS, 'default-scale/stage1/out/scratch_phys'), 'utf8'),
+    readFileSync(join(VECTORS, 'default-scale/stage1/out/scratch_len'), 'utf8'),
   );
   assert.deepEqual(ds[1], { addr: 0x7d800000n, size: 0n });
   assert.equal(ds[0].size, 164n << 20n);
@@ -148,18 +147,9 @@ test('property: array and text round trips', () => {
 });
 
 test('vectors: no preserved block of any stage-1 capture lies in scratch; a planted one is reported', () => {
-  for (const sc of [
-    'flat-explicit',
-    'numa-explicit',
-    'default-scale',
-    'bad-scratch',
-    'three-hops',
-    'luo-memfd',
-  ]) {
-    const dir = join(VEC, sc, 'stage1');
-    const blocks = (
-      JSON.parse(readFileSync(join(dir, 'preserved.json'), 'utf8')) as Array<[string, number]>
-    ).map(([pa, order]) => ({ pa: BigInt(pa), order }));
+  for (const sc of SCENARIOS) {
+    const dir = join(VECTORS, sc, 'stage1');
+    const blocks = preservedJson(`${sc}/stage1`).map(([pa, order]) => ({ pa: BigInt(pa), order }));
     const scratch = scratchFromDebugfs(
       readFileSync(join(dir, 'out/scratch_phys'), 'utf8'),
       readFileSync(join(dir, 'out/scratch_len'), 'utf8'),

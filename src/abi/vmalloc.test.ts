@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { codeOf } from '../../test/helpers/errors.ts';
+import { preservedJson, SCENARIOS, VECTORS } from '../../test/helpers/vectors.ts';
 import { decodeKhoTestFdt } from './kho-test.ts';
 import { openMemoryDir } from './memory/dir.ts';
 import { memoryFromBytes, type PhysMemory, SparseMemory, u64Bytes } from './memory/image.ts';
@@ -188,22 +189,10 @@ test('property: encode/decode round trip', () => {
 });
 
 test('vectors: the self-test folios_info vmalloc area decodes from captured memory to preserved folios', () => {
-  const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
-  for (const sc of [
-    'flat-explicit',
-    'numa-explicit',
-    'default-scale',
-    'bad-scratch',
-    'three-hops',
-    'luo-memfd',
-  ]) {
-    const dir = join(VEC, sc, 'stage1');
+  for (const sc of SCENARIOS) {
+    const dir = join(VECTORS, sc, 'stage1');
     const t = decodeKhoTestFdt(new Uint8Array(readFileSync(join(dir, 'out/blobs/kho_test'))));
-    const preserved = new Set(
-      (JSON.parse(readFileSync(join(dir, 'preserved.json'), 'utf8')) as Array<[string, number]>).map(
-        ([pa, o]) => `${BigInt(pa)}:${o}`,
-      ),
-    );
+    const preserved = new Set(preservedJson(`${sc}/stage1`).map(([pa, o]) => `${BigInt(pa)}:${o}`));
     const mem = openMemoryDir(join(dir, 'mem'));
     try {
       const d = decodeVmalloc(mem, t.foliosInfo!);

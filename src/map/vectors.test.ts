@@ -15,23 +15,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { oracle } from '../../test/helpers/oracle.ts';
+import { preservedJson, SCENARIOS, VECTORS } from '../../test/helpers/vectors.ts';
 import { loadHandoverPath } from '../abi/handover.ts';
 import { openMemoryImage } from '../abi/memory/open.ts';
 import { allRegions, buildMemoryMap, type MemoryMap } from './model.ts';
 import { mapInputFromHandover } from './sources.ts';
 
-const VEC = join(import.meta.dirname, '../../test/vectors/linux-7.3.4');
-const SCENARIOS = [
-  'flat-explicit',
-  'numa-explicit',
-  'default-scale',
-  'bad-scratch',
-  'luo-memfd',
-  'three-hops',
-];
-
 function mapOf(scenario: string): MemoryMap {
-  const d = join(VEC, scenario, 'stage1');
+  const d = join(VECTORS, scenario, 'stage1');
   const mem = openMemoryImage(join(d, 'mem'));
   try {
     const h = loadHandoverPath(join(d, 'out'), { memory: mem });
@@ -69,13 +60,13 @@ const SIZE_UNITS: Record<string, bigint> = { K: 1n << 10n, M: 1n << 20n, G: 1n <
 for (const scenario of SCENARIOS) {
   test(`${scenario} stage 1: every preserved block, tracker page, scratch area and reserve_mem region, attributed`, (t) => {
     if (!oracle(t, 'fdtget')) return;
-    const d = join(VEC, scenario, 'stage1');
+    const d = join(VECTORS, scenario, 'stage1');
     const map = mapOf(scenario);
     const regions = allRegions(map);
     const kho = regions.filter((r) => r.lane.startsWith('kho'));
 
     // Preserved blocks (independent decoder): each exactly once, as a preserved or root-FDT region.
-    const preserved = JSON.parse(readFileSync(join(d, 'preserved.json'), 'utf8')) as [string, number][];
+    const preserved = preservedJson(`${scenario}/stage1`);
     const blocks = kho.filter((r) => r.kind === 'preserved' || r.kind === 'kho-fdt');
     assert.equal(blocks.length, preserved.length);
     const byStart = new Map(blocks.map((r) => [r.start, r]));
@@ -157,7 +148,7 @@ for (const scenario of SCENARIOS) {
       assert.equal(rmRegions.length, 0);
     }
     // The next kernel's log names what it revived: "Revived memory reservation 'khovec_region' from KHO".
-    const next = join(VEC, scenario, 'stage2', 'dmesg');
+    const next = join(VECTORS, scenario, 'stage2', 'dmesg');
     if (existsSync(next)) {
       const revived = [
         ...readFileSync(next, 'utf8').matchAll(/Revived memory reservation '([^']+)' from KHO/g),
@@ -183,7 +174,7 @@ for (const scenario of SCENARIOS) {
 test('iomem: every top-level and nested line is a region; dmesg gives the NUMA nodes', () => {
   const map = mapOf('numa-explicit');
   const regions = allRegions(map);
-  const text = readFileSync(join(VEC, 'numa-explicit/stage1/iomem'), 'utf8').trim().split('\n');
+  const text = readFileSync(join(VECTORS, 'numa-explicit/stage1/iomem'), 'utf8').trim().split('\n');
   const top = text.filter((l) => !l.startsWith(' '));
   const nested = text.filter((l) => /^ {2}\S/.test(l));
   assert.equal(
@@ -207,7 +198,7 @@ test('iomem: every top-level and nested line is a region; dmesg gives the NUMA n
 });
 
 test('without a memory image the map still shows scratch and says preserved memory needs --memory', () => {
-  const d = join(VEC, 'flat-explicit/stage1');
+  const d = join(VECTORS, 'flat-explicit/stage1');
   const map = buildMemoryMap(mapInputFromHandover(loadHandoverPath(join(d, 'out'))));
   assert.equal(allRegions(map).filter((r) => r.kind.startsWith('scratch-')).length, 3);
   assert.equal(map.summary.preservedBlocks, 0);
@@ -215,7 +206,7 @@ test('without a memory image the map still shows scratch and says preserved memo
 });
 
 test('after the kexec (stage 2): in/ says why preserved memory is not shown; out/ says there is no out/fdt', () => {
-  const d = join(VEC, 'flat-explicit/stage2');
+  const d = join(VECTORS, 'flat-explicit/stage2');
   const mem = openMemoryImage(join(d, 'mem'));
   try {
     const inMap = buildMemoryMap(

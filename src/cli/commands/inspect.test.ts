@@ -8,15 +8,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { capture } from '../../../test/helpers/cli.ts';
+import { preservedJson, SCENARIOS, VECTORS } from '../../../test/helpers/vectors.ts';
 import { main } from '../main.ts';
 import { runInspect } from './inspect.ts';
 
 const ROOT = join(import.meta.dirname, '../../..');
-const VEC = join(ROOT, 'test/vectors/linux-7.3.4');
 
 test('inspect out/ with --memory: named values, hex addresses, sizes with units, merged ranges', () => {
   const { code, out } = capture((io) =>
-    runInspect(join(VEC, 'flat-explicit/stage1/out'), { memory: join(VEC, 'flat-explicit/stage1/mem') }, io),
+    runInspect(
+      join(VECTORS, 'flat-explicit/stage1/out'),
+      { memory: join(VECTORS, 'flat-explicit/stage1/mem') },
+      io,
+    ),
   );
   assert.equal(code, 0);
   assert.match(out, /compatible "kho-v4" -> profile kho-v4/);
@@ -33,8 +37,8 @@ test('inspect out/ with --memory: named values, hex addresses, sizes with units,
 test('inspect --json: u64 values as "0x..." strings, preserved blocks listed', () => {
   const { code, out } = capture((io) =>
     runInspect(
-      join(VEC, 'flat-explicit/stage1/out'),
-      { memory: join(VEC, 'flat-explicit/stage1/mem'), json: true },
+      join(VECTORS, 'flat-explicit/stage1/out'),
+      { memory: join(VECTORS, 'flat-explicit/stage1/mem'), json: true },
       io,
     ),
   );
@@ -50,10 +54,10 @@ test('inspect --json: u64 values as "0x..." strings, preserved blocks listed', (
 });
 
 test('inspect of an after-kexec out/ says there is no out/fdt; in/fdt decodes cleanly', () => {
-  const a = capture((io) => runInspect(join(VEC, 'flat-explicit/stage2/out'), {}, io));
+  const a = capture((io) => runInspect(join(VECTORS, 'flat-explicit/stage2/out'), {}, io));
   assert.equal(a.code, 0);
   assert.match(a.out, /KHO_DEBUGFS_NO_FDT/);
-  const b = capture((io) => runInspect(join(VEC, 'flat-explicit/stage2/in/fdt'), {}, io));
+  const b = capture((io) => runInspect(join(VECTORS, 'flat-explicit/stage2/in/fdt'), {}, io));
   assert.equal(b.code, 0);
   assert.match(b.out, /totalsize 353 B\n/);
 });
@@ -69,7 +73,7 @@ test('exit statuses: 1 for a missing file, 2 for a bad profile or a missing argu
     assert.equal(runInspect('/nonexistent/kho', {}, { out: () => {} }), 1);
     assert.match(stderr, /^kho: \/nonexistent\/kho: IO_ENOENT: /);
     assert.equal(
-      runInspect(join(VEC, 'flat-explicit/stage2/in/fdt'), { profile: 'kho-v9' }, { out: () => {} }),
+      runInspect(join(VECTORS, 'flat-explicit/stage2/in/fdt'), { profile: 'kho-v9' }, { out: () => {} }),
       2,
     );
     assert.equal(await main(['inspect']), 2);
@@ -82,7 +86,7 @@ test('exit statuses: 1 for a missing file, 2 for a bad profile or a missing argu
 test('bin/kho.js inspect --json end to end', () => {
   const r = spawnSync(
     process.execPath,
-    [join(ROOT, 'bin/kho.js'), 'inspect', '--json', join(VEC, 'three-hops/stage3/in/fdt')],
+    [join(ROOT, 'bin/kho.js'), 'inspect', '--json', join(VECTORS, 'three-hops/stage3/in/fdt')],
     {
       encoding: 'utf8',
     },
@@ -97,7 +101,7 @@ test('bin/kho.js inspect --json end to end', () => {
 });
 
 test('--fdt-at reads the root FDT from the memory image (the address of a cut-short out/fdt)', () => {
-  const mem = join(VEC, 'flat-explicit/stage1/mem');
+  const mem = join(VECTORS, 'flat-explicit/stage1/mem');
   const r = capture((io) => runInspect(undefined, { memory: mem, fdtAt: '0x3c1f000', json: true }, io));
   assert.equal(r.code, 0);
   const j = JSON.parse(r.out);
@@ -107,7 +111,11 @@ test('--fdt-at reads the root FDT from the memory image (the address of a cut-sh
   // With the debugfs directory: the memory's root replaces the cut-short out/fdt.
   const d = JSON.parse(
     capture((io) =>
-      runInspect(join(VEC, 'flat-explicit/stage1/out'), { memory: mem, fdtAt: '0x3c1f000', json: true }, io),
+      runInspect(
+        join(VECTORS, 'flat-explicit/stage1/out'),
+        { memory: mem, fdtAt: '0x3c1f000', json: true },
+        io,
+      ),
     ).out,
   );
   assert.equal(d.root.have, 353);
@@ -125,19 +133,12 @@ test('--fdt-at reads the root FDT from the memory image (the address of a cut-sh
 });
 
 test('inspect --json on every scenario: out/, in/ and fdt.whole with the stage-1 image match preserved.json and dmesg', () => {
-  const scenarios = [
-    'flat-explicit',
-    'numa-explicit',
-    'default-scale',
-    'bad-scratch',
-    'three-hops',
-    'luo-memfd',
-  ];
+  const scenarios = SCENARIOS;
   for (const sc of scenarios) {
-    const mem = join(VEC, sc, 'stage1/mem');
-    const expected = JSON.parse(readFileSync(join(VEC, sc, 'stage1/preserved.json'), 'utf8'));
-    const targets = [join(VEC, sc, 'stage1/out'), join(VEC, sc, 'stage1/out/fdt.whole')];
-    if (existsSync(join(VEC, sc, 'stage2/in'))) targets.push(join(VEC, sc, 'stage2/in'));
+    const mem = join(VECTORS, sc, 'stage1/mem');
+    const expected = preservedJson(`${sc}/stage1`);
+    const targets = [join(VECTORS, sc, 'stage1/out'), join(VECTORS, sc, 'stage1/out/fdt.whole')];
+    if (existsSync(join(VECTORS, sc, 'stage2/in'))) targets.push(join(VECTORS, sc, 'stage2/in'));
     for (const p of targets) {
       const r = capture((io) => runInspect(p, { memory: mem, json: true }, io));
       assert.equal(r.code, 0, p);
@@ -147,7 +148,7 @@ test('inspect --json on every scenario: out/, in/ and fdt.whole with the stage-1
         expected,
         p,
       );
-      const next = join(VEC, sc, 'stage2/dmesg');
+      const next = join(VECTORS, sc, 'stage2/dmesg');
       if (existsSync(next)) {
         const log = readFileSync(next, 'utf8');
         assert.equal(j.metadata.logLine, log.match(/KHO: exec from: .*\(count \d+\)/)![0], p);
