@@ -87,26 +87,56 @@ export class PhysicalMemory {
       throw new KhoError('SIM_BAD_ADDRESS', `read length ${len} is not in [0, ${MAX_READ_BYTES}]`);
     this.check(addr, BigInt(len), 'read');
     const out = new Uint8Array(len);
-    this.walk(addr, len, (pfn, off, count, done) => {
+    const ps = this.pageSize;
+    let pfn = Number(addr >> this.pageShift);
+    let off = Number(BigInt.asUintN(32, addr)) & (ps - 1);
+    for (let done = 0; done < len; pfn++, off = 0) {
+      const count = Math.min(ps - off, len - done);
       const page = this.pages.get(pfn);
-      if (page) out.set(page.subarray(off, off + count), done);
-    });
+      if (page) out.set(count === ps ? page : page.subarray(off, off + count), done);
+      done += count;
+    }
     return out;
   }
 
   /** Write `data` at `addr`. */
   write(addr: bigint, data: Uint8Array): void {
-    this.check(addr, BigInt(data.length), 'write');
-    this.walk(addr, data.length, (pfn, off, count, done) => {
-      const src = data.subarray(done, done + count);
+    const len = data.length;
+    this.check(addr, BigInt(len), 'write');
+    const ps = this.pageSize;
+    let pfn = Number(addr >> this.pageShift);
+    let off = Number(BigInt.asUintN(32, addr)) & (ps - 1);
+    for (let done = 0; done < len; pfn++, off = 0) {
+      const count = Math.min(ps - off, len - done);
+      const src = count === len ? data : data.subarray(done, done + count);
+      done += count;
       let page = this.pages.get(pfn);
       if (!page) {
-        if (src.every((b) => b === 0)) return; // writing zeros to a zero page costs nothing
-        page = new Uint8Array(this.pageSize);
+        if (allZero(src)) continue; // writing zeros to a zero page costs nothing
+        page = new Uint8Array(ps);
         this.pages.set(pfn, page);
       }
       page.set(src, off);
-    });
+    }
+  }
+
+  /**
+   * The bytes of page `pfn` as stored (no copy), created zeroed when `create` and absent; undefined
+   * for an absent page otherwise. For hot paths that read or patch a few bytes of one page: the caller
+   * must keep `pfn` inside the address space, must not keep the array (`zero()`, `clear()` and
+   * `restore()` replace pages) and must not make a page that should cost nothing hold only zeros.
+   */
+  pageBytes(pfn: number, create: boolean): Uint8Array | undefined {
+    let page = this.pages.get(pfn);
+    if (!page && create) {
+      if (!(pfn >= 0 && BigInt(pfn + 1) << this.pageShift <= this.limit))
+        throw new KhoError('SIM_BAD_ADDRESS', `page frame 0x${pfn.toString(16)} is outside physical memory`, {
+          path: `pfn:0x${pfn.toString(16)}`,
+        });
+      page = new Uint8Array(this.pageSize);
+      this.pages.set(pfn, page);
+    }
+    return page;
   }
 
   /**
@@ -228,7 +258,7 @@ export class PhysicalMemory {
       const from = addr > pageStart ? Number(addr - pageStart) : 0;
       const to = end < pageStart + BigInt(this.pageSize) ? Number(end - pageStart) : this.pageSize;
       const slice = page.subarray(from, to);
-      if (slice.every((b) => b === 0)) continue;
+      if (allZero(slice)) continue;
       h.update(`@${(pageStart + BigInt(from) - addr).toString(16)}:${slice.length};`);
       h.update(slice);
     }
@@ -249,6 +279,19 @@ export class PhysicalMemory {
     this.pages = new Map();
     for (const [pfn, page] of snap.pages) this.pages.set(pfn, page.slice());
   }
+}
+
+/** Whether every byte is zero (word at a time where aligned). */
+function allZero(b: Uint8Array): boolean {
+  const n = b.length;
+  let i = 0;
+  if ((b.byteOffset & 3) === 0 && n >= 16) {
+    const w = new Uint32Array(b.buffer, b.byteOffset, n >>> 2);
+    for (let j = 0; j < w.length; j++) if (w[j] !== 0) return false;
+    i = w.length << 2;
+  }
+  for (; i < n; i++) if (b[i] !== 0) return false;
+  return true;
 }
 
 export interface MemorySnapshot {
