@@ -7,7 +7,9 @@
  *   simulated page allocator, then the root FDT page with `allocPreserve(PAGE_SIZE)`; the FDT is built
  *   and edited by `src/abi/kho-fdt.ts`'s `KhoRootBuilder` (the kernel's libfdt call sequence) and its
  *   bytes are written into that page after every change; preserved blocks are inserted with
- *   `src/abi/radix-tree.ts`'s `RadixTreeWriter`, whose pages come from the allocator and are written into
+ *   a tracker that grows the radix tree exactly as `src/abi/radix-tree.ts`'s `RadixTreeWriter` does (same
+ *   pages, allocated at the same moments, same bytes; number keys, bits stored straight into memory),
+ *   whose pages come from the allocator and are written into
  *   simulated memory at once. So simulated memory always holds exactly what the real kernel's memory
  *   would, and the next kernel learns only what it reads there.
  * - Preserve API: `preserveFolio(pa, order)`, `preservePages(pa, nr)`, `preserveVmalloc(area)`,
@@ -32,11 +34,13 @@
 import { encodeBitmapChunks } from '../../abi/bitmap-chunks.ts';
 import { type KhoRoot, KhoRootBuilder } from '../../abi/kho-fdt.ts';
 import type { PhysMemory, PhysMemoryWriter, PhysRange } from '../../abi/memory/image.ts';
-import type { AbiProfile } from '../../abi/profile.ts';
-import { type PreservedBlock, RadixTreeWriter } from '../../abi/radix-tree.ts';
+import { u64Bytes } from '../../abi/memory/image.ts';
+import type { AbiProfile, Endianness } from '../../abi/profile.ts';
+import { type PreservedBlock, type RadixGeometry, radixGeometry, radixKey } from '../../abi/radix-tree.ts';
 import { decodeVmalloc, encodeVmalloc, KHO_VMALLOC_ALLOC, type KhoVmalloc } from '../../abi/vmalloc.ts';
 import { KhoError, type KhoErrorInit } from '../../errors.ts';
 import type { Machine } from '../machine/machine.ts';
+import type { PhysicalMemory } from '../machine/memory.ts';
 import type { BuddyAllocator } from './buddy.ts';
 import type { KernelLog } from './printk.ts';
 import type { KhoScratchArea } from './scratch.ts';
@@ -138,6 +142,123 @@ class BitmapTracker implements MapTracker {
     this.pages = [...r.chunks, ...r.bitmaps];
     return r.head;
   }
+}
+
+/**
+ * The radix tree as the kernel grows it, one preserve call at a time (`kho_radix_add_page`): the same
+ * pages, allocated at the same moments and written with the same bytes as `RadixTreeWriter` (the path
+ * top-down from the root, each missing child allocated, zeroed and linked; then the leaf bit), but with
+ * keys as doubles (a key is below 2^53) and each leaf bit stored straight into its page of simulated
+ * memory instead of a one-byte `write()`.
+ */
+class RadixTracker implements MapTracker {
+  readonly root: bigint;
+  readonly pages: bigint[] = [];
+  private readonly geo: RadixGeometry;
+  private readonly le: boolean;
+  private readonly memory: PhysicalMemory;
+  private readonly writer: PhysMemoryWriter;
+  /** Nodes per level (index = level - 1; the leaves at 0), keyed by the key prefix above the node. */
+  private readonly levels: Map<number, RadixNode>[];
+  /** Divisors of the key for each level's prefix: 2^(BITMAP_LOG2 + TABLE_LOG2 * level). */
+  private readonly div: number[];
+  private last: RadixNode | undefined;
+  private lastId = -1;
+
+  constructor(writer: PhysMemoryWriter, memory: PhysicalMemory, pageSize: number, endian: Endianness) {
+    this.geo = radixGeometry(pageSize);
+    this.le = endian === 'little';
+    this.memory = memory;
+    this.writer = writer;
+    this.levels = Array.from({ length: this.geo.depth - 1 }, () => new Map());
+    this.div = Array.from(
+      { length: this.geo.depth },
+      (_, l) => 2 ** (this.geo.bitmapLog2 + this.geo.tableLog2 * l),
+    );
+    this.root = this.newPage(false).pa;
+    this.rootNode = { pa: this.root, pfn: Number(this.root / BigInt(pageSize)), bytes: undefined };
+  }
+  private readonly rootNode: RadixNode;
+
+  private newPage(leaf: boolean): RadixNode {
+    const ps = this.geo.pageSize;
+    const pa = this.writer.allocPage();
+    this.writer.write(pa, new Uint8Array(ps));
+    this.pages.push(pa);
+    return { pa, pfn: Number(pa / BigInt(ps)), bytes: leaf ? new Uint8Array(ps) : undefined };
+  }
+
+  /** The leaf holding `key` (allocating the missing path, kernel order, when `create`). */
+  private leafFor(key: number, create: boolean): RadixNode | undefined {
+    const leafId = Math.floor(key / this.div[0]);
+    if (leafId === this.lastId) return this.last;
+    let leaf = this.levels[0].get(leafId);
+    if (leaf === undefined) {
+      if (!create) return undefined;
+      const { depth, tableLog2 } = this.geo;
+      const entries = 2 ** tableLog2;
+      let node = this.rootNode;
+      for (let level = depth - 1; level > 0; level--) {
+        const id = Math.floor(key / this.div[level - 1]);
+        let child = this.levels[level - 1].get(id);
+        if (child === undefined) {
+          child = this.newPage(level === 1);
+          this.levels[level - 1].set(id, child);
+          this.writer.write(
+            node.pa + BigInt((id % entries) * 8),
+            u64Bytes(child.pa, this.le ? 'little' : 'big'),
+          );
+        }
+        node = child;
+      }
+      leaf = node;
+    }
+    this.lastId = leafId;
+    this.last = leaf;
+    return leaf;
+  }
+
+  private setBit(pa: bigint, order: number, on: boolean): boolean {
+    const { pageShift, order0Log2 } = this.geo;
+    const pfn = Number(pa >> BigInt(pageShift));
+    const unit = 2 ** order;
+    if (
+      !(Number.isInteger(order) && order >= 0 && order <= order0Log2) ||
+      pa < 0n ||
+      pfn % unit !== 0 ||
+      pa % BigInt(this.geo.pageSize) !== 0n ||
+      pfn >= 2 ** order0Log2
+    )
+      radixKey(pa, order, this.geo); // throws KHO_RADIX_BAD_BLOCK
+    const key = 2 ** (order0Log2 - order) + pfn / unit;
+    const leaf = this.leafFor(key, on);
+    if (leaf === undefined) return false;
+    const bit = key % this.div[0];
+    const byte = this.le ? bit >> 3 : ((bit >> 6) << 3) + 7 - ((bit & 63) >> 3);
+    const mask = 1 << (bit & 7);
+    const bytes = leaf.bytes!;
+    const was = (bytes[byte] & mask) !== 0;
+    const v = on ? bytes[byte] | mask : bytes[byte] & ~mask;
+    bytes[byte] = v;
+    const page = this.memory.pageBytes(leaf.pfn, v !== 0);
+    if (page) page[byte] = v;
+    return was;
+  }
+
+  add(pa: bigint, order: number): void {
+    this.setBit(pa, order, true);
+  }
+
+  remove(pa: bigint, order: number): boolean {
+    return this.setBit(pa, order, false);
+  }
+}
+
+interface RadixNode {
+  pa: bigint;
+  pfn: number;
+  /** The leaf's bits as the kernel's copy has them (tables: undefined, their entries are only written). */
+  bytes: Uint8Array | undefined;
 }
 
 export interface KhoSubtreeInfo {
@@ -288,10 +409,12 @@ export class KhoCore {
    */
   init(): void {
     if (this.profile.memoryMap === 'radix-tree') {
-      const tree = new RadixTreeWriter(this.writer(), {
-        pageSize: Number(this.pageSize),
-        endian: this.profile.endian,
-      });
+      const tree = new RadixTracker(
+        this.writer(),
+        this.machine.memory,
+        Number(this.pageSize),
+        this.profile.endian,
+      );
       this.tree = tree;
       this.fdtPa = this.allocPreserve(Number(this.pageSize));
       this.builder = new KhoRootBuilder(this.profile, tree.root);
