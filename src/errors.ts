@@ -109,12 +109,14 @@ export interface Finding {
   expected?: string;
 }
 
-export function findingFromError(e: KhoError, severity: Severity = 'error'): Finding {
+/** The finding for a thrown KhoError; `path` stands in when the error names none. */
+export function findingFromError(e: KhoError, severity: Severity = 'error', path?: string): Finding {
+  const where = e.path ?? path;
   return {
     code: e.code,
     severity,
     message: e.message,
-    ...(e.path !== undefined ? { path: e.path } : {}),
+    ...(where !== undefined ? { path: where } : {}),
     ...(e.offset !== undefined ? { offset: e.offset } : {}),
     ...(e.expected !== undefined ? { expected: e.expected } : {}),
   };

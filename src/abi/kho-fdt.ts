@@ -19,7 +19,7 @@
  *   `encodeKhoRoot(state)` replays a decoded state (blob order = reverse registration order, except in
  *   kho-v1-6.16) through the builder, so decode → encode gives the original bytes.
  */
-import { type Finding, KhoError, type Severity } from '../errors.ts';
+import { type Finding, findingFromError, KhoError, type Severity } from '../errors.ts';
 import {
   type FdtBlob,
   type FdtNodeView,
@@ -467,18 +467,7 @@ export function validateKhoRoot(input: Uint8Array | FdtBlob, opts: DecodeRootOpt
   try {
     return decodeKhoRoot(input, opts).findings;
   } catch (e) {
-    if (e instanceof KhoError) {
-      return [
-        {
-          code: e.code,
-          severity: 'error',
-          message: e.message,
-          ...(e.path !== undefined ? { path: e.path } : {}),
-          ...(e.offset !== undefined ? { offset: e.offset } : {}),
-          ...(e.expected !== undefined ? { expected: e.expected } : {}),
-        },
-      ];
-    }
+    if (e instanceof KhoError) return [findingFromError(e)];
     throw e;
   }
 }

@@ -17,7 +17,7 @@
  * - `reviveReserveMem(decoded, name, size, align)` applies the next kernel's checks for one
  *   `reserve_mem=` parameter and returns its log line.
  */
-import { type Finding, KhoError, type Severity } from '../errors.ts';
+import { type Finding, findingFromError, KhoError, type Severity } from '../errors.ts';
 import { type FdtBlob, type FdtNodeView, nodePath, parseFdt } from '../fdt/reader.ts';
 import { asString, u64NativeValue } from '../fdt/values.ts';
 import { FdtSw } from '../fdt/write-sw.ts';
@@ -161,16 +161,7 @@ export function validateMemblockFdt(
   try {
     return decodeMemblockFdt(input, profile).findings;
   } catch (e) {
-    if (e instanceof KhoError) {
-      return [
-        {
-          code: e.code,
-          severity: 'error',
-          message: e.message,
-          ...(e.offset !== undefined ? { offset: e.offset } : {}),
-        },
-      ];
-    }
+    if (e instanceof KhoError) return [findingFromError(e)];
     throw e;
   }
 }
