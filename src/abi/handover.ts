@@ -14,13 +14,14 @@
  *   the whole blob is searched among the preserved order-0 pages (the root FDT page is itself
  *   preserved) and, when found, decoded instead; the finding says where it is.
  * - `loadHandoverPath(path, opts)` reads a root FDT file, a single sub-blob file, or a debugfs
- *   directory (`out/` or `in/`: `fdt`, `sub_fdts/*`, `scratch_phys`, `scratch_len`).
+ *   directory (`out/` or `in/`: `fdt`, `sub_fdts/*`, `scratch_phys`, `scratch_len`) from the host;
+ *   `loadHandoverFiles(files, path, opts)` does the same through any `HandoverFiles` (the simulator's VFS).
  * - `diffHandovers(a, b)` lists sub-blobs added / removed / changed, preserved ranges gained / lost,
  *   and changes of the root, metadata and reserve_mem regions.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { type Finding, KhoError, type Severity } from '../errors.ts';
+import { type Finding, findingFromError, KhoError, type Severity } from '../errors.ts';
 import { parseFdt } from '../fdt/reader.ts';
 import { decodeBitmapChunks } from './bitmap-chunks.ts';
 import { acceptKexecMetadata, type KexecMetadata, KHO_METADATA_NODE_NAME } from './kexec-metadata.ts';
@@ -172,16 +173,7 @@ function hx(v: bigint | number): string {
 }
 
 function asFinding(e: unknown, path?: string): Finding {
-  if (e instanceof KhoError) {
-    return {
-      code: e.code,
-      severity: 'error',
-      message: e.message,
-      ...((e.path ?? path) !== undefined ? { path: e.path ?? path } : {}),
-      ...(e.offset !== undefined ? { offset: e.offset } : {}),
-      ...(e.expected !== undefined ? { expected: e.expected } : {}),
-    };
-  }
+  if (e instanceof KhoError) return findingFromError(e, 'error', path);
   throw e;
 }
 
@@ -717,90 +709,80 @@ export function readRootFdtAt(mem: PhysMemory, pa: bigint, pageSize = 4096): Uin
   return mem.read(pa, Math.max(Math.min(total, pageSize), 8));
 }
 
-function readText(p: string): string | undefined {
-  return existsSync(p) ? readFileSync(p, 'latin1') : undefined;
+/**
+ * The file access `loadHandoverFiles` needs, so that one classification of a path (debugfs directory,
+ * root FDT file, sub-blob file) serves both the host filesystem (`loadHandoverPath`) and the simulated
+ * machine's VFS (`loadHandoverVfs` in src/sim/session/kho-cli.ts).
+ */
+export interface HandoverFiles {
+  /** Whether `path` is a directory; throws a KhoError (`IO_*`) when it cannot be looked up. */
+  isDir(path: string): boolean;
+  exists(path: string): boolean;
+  /** A directory's entry names, sorted. */
+  list(dir: string): string[];
+  /** A file's bytes. */
+  read(path: string): Uint8Array;
+  /** A file as latin1 text, or undefined when it is absent or unreadable. */
+  readText(path: string): string | undefined;
+  join(dir: string, name: string): string;
+  /** The name of the directory holding `path` (`sub_fdts` for `out/sub_fdts/memblock`). */
+  parentName(path: string): string;
+  /** How a user of this file system names a memory image, for hints (`--memory`, `--memory /dev/mem`). */
+  memoryHint: string;
+}
+
+/** Decoding options of `loadHandoverFiles`; `rootAt` is a root FDT already read from memory (`--fdt-at`). */
+export interface LoadFilesOptions {
+  memory?: PhysMemory;
+  profile?: ProfileName;
+  pageSize?: number;
+  rootAt?: Uint8Array;
 }
 
 /**
- * Load and decode a handover from a path: a debugfs directory (`out/` or `in/`), a root FDT file, or a
- * single sub-blob file (a file under `sub_fdts/`, or any blob that is not a KHO root). I/O errors
- * throw (IO_* codes); content problems are findings.
+ * Load and decode a handover from `path` through `files`: a debugfs directory (`out/` or `in/`), a root
+ * FDT file, or a single sub-blob file (a file under `sub_fdts/`, or any blob that is not a KHO root).
  */
-export function loadHandoverPath(path: string | undefined, opts: LoadOptions = {}): Handover {
-  if (!opts.memory && opts.memoryPath) {
-    const img = openMemoryImage(opts.memoryPath);
-    try {
-      return loadHandoverPath(path, { ...opts, memory: img, memoryPath: undefined });
-    } finally {
-      img.close();
-    }
-  }
-  const memory = opts.memory;
+export function loadHandoverFiles(files: HandoverFiles, path: string, opts: LoadFilesOptions = {}): Handover {
+  const { rootAt } = opts;
   const base = {
-    ...(memory ? { memory } : {}),
+    ...(opts.memory ? { memory: opts.memory } : {}),
     ...(opts.profile ? { profile: opts.profile } : {}),
     ...(opts.pageSize !== undefined ? { pageSize: opts.pageSize } : {}),
   };
-  let rootAt: Uint8Array | undefined;
-  if (opts.fdtAt !== undefined) {
-    if (!memory) {
-      throw new KhoError(
-        'KHO_NEED_MEMORY',
-        'reading the root FDT at a physical address needs a memory image',
-        {
-          expected: 'a memory image (--memory)',
-        },
-      );
-    }
-    rootAt = readRootFdtAt(memory, opts.fdtAt, opts.pageSize ?? 4096);
-  }
-  if (path === undefined) {
-    if (!rootAt) {
-      throw new KhoError('KHO_NO_INPUT', 'nothing to decode', {
-        expected: 'a path, or a memory image and an FDT address',
-      });
-    }
-    const h = decodeHandover({ ...base, fdt: rootAt, label: `phys:0x${opts.fdtAt!.toString(16)}` });
-    h.source = { kind: 'memory', path: `phys:0x${opts.fdtAt!.toString(16)}` };
-    return h;
-  }
-  let st: ReturnType<typeof statSync>;
-  try {
-    st = statSync(path);
-  } catch (e) {
-    throw new KhoError('IO_ENOENT', `cannot read ${path}: ${(e as Error).message}`, { path, cause: e });
-  }
-  if (st.isDirectory()) {
-    const fdtPath = join(path, 'fdt');
-    const subDir = join(path, 'sub_fdts');
-    const files = new Map<string, Uint8Array>();
-    if (existsSync(subDir)) {
-      for (const n of readdirSync(subDir).sort()) files.set(n, readFileSync(join(subDir, n)));
+  if (files.isDir(path)) {
+    const fdtPath = files.join(path, 'fdt');
+    const subDir = files.join(path, 'sub_fdts');
+    const blobs = new Map<string, Uint8Array>();
+    if (files.exists(subDir)) {
+      for (const n of files.list(subDir)) blobs.set(n, files.read(files.join(subDir, n)));
     }
     // Linux 7.4+ (kho-v4-bootmem) renamed the files to bootmem_phys / bootmem_len.
-    const phys = readText(join(path, 'scratch_phys')) ?? readText(join(path, 'bootmem_phys'));
-    const len = readText(join(path, 'scratch_len')) ?? readText(join(path, 'bootmem_len'));
+    const phys =
+      files.readText(files.join(path, 'scratch_phys')) ?? files.readText(files.join(path, 'bootmem_phys'));
+    const len =
+      files.readText(files.join(path, 'scratch_len')) ?? files.readText(files.join(path, 'bootmem_len'));
     const name = basename(path.replace(/\/+$/, ''));
     const direction = name === 'in' || name === 'out' ? name : undefined;
-    const hasFdt = rootAt !== undefined || existsSync(fdtPath);
-    if (!hasFdt && files.size === 0 && phys === undefined) {
+    const hasFdt = rootAt !== undefined || files.exists(fdtPath);
+    if (!hasFdt && blobs.size === 0 && phys === undefined) {
+      const out = files.join(path, 'out');
+      const inn = files.join(path, 'in');
       throw new KhoError(
         'KHO_NOT_A_HANDOVER_DIR',
         `${path} holds no fdt, sub_fdts/, scratch_* or bootmem_* files`,
         {
           path,
           expected: `a /sys/kernel/debug/kho/out or /in directory${
-            existsSync(join(path, 'out')) || existsSync(join(path, 'in'))
-              ? ` (try ${join(path, 'out')} or ${join(path, 'in')})`
-              : ''
+            files.exists(out) || files.exists(inn) ? ` (try ${out} or ${inn})` : ''
           }`,
         },
       );
     }
     const h = decodeHandover({
       ...base,
-      ...(hasFdt ? { fdt: rootAt ?? readFileSync(fdtPath) } : {}),
-      subBlobFiles: files,
+      ...(hasFdt ? { fdt: rootAt ?? files.read(fdtPath) } : {}),
+      subBlobFiles: blobs,
       ...(phys !== undefined && len !== undefined ? { scratchText: { phys, len } } : {}),
       ...(direction ? { direction } : {}),
       label: direction ? `${direction}/fdt` : 'fdt',
@@ -814,7 +796,7 @@ export function loadHandoverPath(path: string | undefined, opts: LoadOptions = {
           direction === 'in'
             ? 'no in/fdt: this kernel did not boot from a KHO handover'
             : 'no fdt file: after a KHO boot Linux 7.3 creates no out/fdt (only a cold boot does); the outgoing ' +
-                'root FDT lives only in memory (inspect it with --memory, or as in/fdt in the next kernel)',
+                `root FDT lives only in memory (inspect it with ${files.memoryHint}, or as in/fdt in the next kernel)`,
           direction ? `${direction}/fdt` : 'fdt',
         ),
       );
@@ -827,9 +809,9 @@ export function loadHandoverPath(path: string | undefined, opts: LoadOptions = {
       expected: 'a debugfs directory or no path with an FDT address',
     });
   }
-  const bytes = readFileSync(path);
+  const bytes = files.read(path);
   const name = basename(path);
-  const inSubFdts = basename(join(path, '..')) === 'sub_fdts';
+  const inSubFdts = files.parentName(path) === 'sub_fdts';
   let isRoot = !inSubFdts && isFdt(bytes);
   if (isRoot) {
     try {
@@ -850,6 +832,72 @@ export function loadHandoverPath(path: string | undefined, opts: LoadOptions = {
   const h = decodeHandover({ ...base, subBlobFiles: new Map([[name, bytes]]), label: path });
   h.source = { kind: 'sub-blob', path };
   return h;
+}
+
+/** The host filesystem as `HandoverFiles`. */
+const hostFiles: HandoverFiles = {
+  isDir(path) {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(path);
+    } catch (e) {
+      throw new KhoError('IO_ENOENT', `cannot read ${path}: ${(e as Error).message}`, { path, cause: e });
+    }
+    return st.isDirectory();
+  },
+  exists: (path) => existsSync(path),
+  list: (dir) => readdirSync(dir).sort(),
+  read: (path) => readFileSync(path),
+  readText: (path) => (existsSync(path) ? readFileSync(path, 'latin1') : undefined),
+  join: (dir, name) => join(dir, name),
+  parentName: (path) => basename(join(path, '..')),
+  memoryHint: '--memory',
+};
+
+/**
+ * Load and decode a handover from a path on the host: a debugfs directory (`out/` or `in/`), a root FDT
+ * file, or a single sub-blob file (see `loadHandoverFiles`); or, with no path, the root FDT at
+ * `opts.fdtAt` in the memory image. I/O errors throw (IO_* codes); content problems are findings.
+ */
+export function loadHandoverPath(path: string | undefined, opts: LoadOptions = {}): Handover {
+  if (!opts.memory && opts.memoryPath) {
+    const img = openMemoryImage(opts.memoryPath);
+    try {
+      return loadHandoverPath(path, { ...opts, memory: img, memoryPath: undefined });
+    } finally {
+      img.close();
+    }
+  }
+  const memory = opts.memory;
+  let rootAt: Uint8Array | undefined;
+  if (opts.fdtAt !== undefined) {
+    if (!memory) {
+      throw new KhoError(
+        'KHO_NEED_MEMORY',
+        'reading the root FDT at a physical address needs a memory image',
+        {
+          expected: 'a memory image (--memory)',
+        },
+      );
+    }
+    rootAt = readRootFdtAt(memory, opts.fdtAt, opts.pageSize ?? 4096);
+  }
+  const load: LoadFilesOptions = {
+    ...(memory ? { memory } : {}),
+    ...(opts.profile ? { profile: opts.profile } : {}),
+    ...(opts.pageSize !== undefined ? { pageSize: opts.pageSize } : {}),
+  };
+  if (path === undefined) {
+    if (!rootAt) {
+      throw new KhoError('KHO_NO_INPUT', 'nothing to decode', {
+        expected: 'a path, or a memory image and an FDT address',
+      });
+    }
+    const h = decodeHandover({ ...load, fdt: rootAt, label: `phys:0x${opts.fdtAt!.toString(16)}` });
+    h.source = { kind: 'memory', path: `phys:0x${opts.fdtAt!.toString(16)}` };
+    return h;
+  }
+  return loadHandoverFiles(hostFiles, path, { ...load, ...(rootAt ? { rootAt } : {}) });
 }
 
 /** Interval difference a \ b over merged, sorted ranges. */

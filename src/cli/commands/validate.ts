@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { PROFILE_NAMES } from '../../abi/profile.ts';
-import { type Finding, KhoError } from '../../errors.ts';
+import { type Finding, findingFromError, KhoError } from '../../errors.ts';
 import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, reportError, toJson } from '../common.ts';
 import { type InspectOptions, type Io, isUsageError, loadForCli, stdio } from './inspect.ts';
 import { findingLine } from './inspect-format.ts';
@@ -16,6 +16,20 @@ export interface ValidateResult {
   errors: number;
   warnings: number;
   findings: Finding[];
+}
+
+/** The result for `path` from its findings: valid when none has severity `error`. */
+export function validationOf(path: string, findings: Finding[]): ValidateResult {
+  const errors = findings.filter((f) => f.severity === 'error').length;
+  const warnings = findings.filter((f) => f.severity === 'warning').length;
+  return { path, valid: errors === 0, errors, warnings, findings };
+}
+
+/** `kho validate`'s output: JSON, or one line a finding and a summary line. */
+export function formatValidation(res: ValidateResult, json: boolean): string {
+  if (json) return `${toJson(res)}\n`;
+  const { path, errors, warnings, findings } = res;
+  return `${findings.map((f) => `${path}: ${findingLine(f)}\n`).join('')}${path}: ${res.valid ? 'valid' : 'INVALID'} (${errors} errors, ${warnings} warnings, ${findings.length - errors - warnings} notes)\n`;
 }
 
 export function runValidate(pathArg: string | undefined, opts: InspectOptions, io: Io = stdio): number {
@@ -32,28 +46,10 @@ export function runValidate(pathArg: string | undefined, opts: InspectOptions, i
       reportError(path, e);
       return EXIT_INVALID;
     }
-    findings = [
-      {
-        code: e.code,
-        severity: 'error',
-        message: e.message,
-        ...(e.path !== undefined ? { path: e.path } : {}),
-        ...(e.offset !== undefined ? { offset: e.offset } : {}),
-        ...(e.expected !== undefined ? { expected: e.expected } : {}),
-      },
-    ];
+    findings = [findingFromError(e)];
   }
-  const errors = findings.filter((f) => f.severity === 'error').length;
-  const warnings = findings.filter((f) => f.severity === 'warning').length;
-  const res: ValidateResult = { path, valid: errors === 0, errors, warnings, findings };
-  if (opts.json) {
-    io.out(`${toJson(res)}\n`);
-  } else {
-    for (const f of findings) io.out(`${path}: ${findingLine(f)}\n`);
-    io.out(
-      `${path}: ${res.valid ? 'valid' : 'INVALID'} (${errors} errors, ${warnings} warnings, ${findings.length - errors - warnings} notes)\n`,
-    );
-  }
+  const res = validationOf(path, findings);
+  io.out(formatValidation(res, opts.json === true));
   return res.valid ? EXIT_OK : EXIT_INVALID;
 }
 
