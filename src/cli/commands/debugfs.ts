@@ -65,21 +65,38 @@ export function sourceTree(o: DebugfsSourceOptions): DebugfsTree {
 
 const isUsage = (e: unknown) => e instanceof KhoError && e.code.startsWith('CLI_');
 
-export function runDebugfsExport(dir: string | undefined, o: DebugfsExportOptions, io: Io = stdio): number {
+/**
+ * DIR and the source tree for `kho debugfs VERB DIR`, or the exit status after reporting why there is none:
+ * no DIR (usage), or a source that cannot be read.
+ */
+function treeFor(
+  verb: 'export' | 'mount',
+  dir: string | undefined,
+  o: DebugfsSourceOptions,
+): { dir: string; tree: DebugfsTree } | number {
   if (!dir) {
     reportError(
       undefined,
-      usage('kho debugfs export needs a directory', 'kho debugfs export DIR --from SRC | --sim'),
+      usage(`kho debugfs ${verb} needs a directory`, `kho debugfs ${verb} DIR --from SRC | --sim`),
     );
     return EXIT_USAGE;
   }
-  let tree: DebugfsTree;
   try {
-    tree = sourceTree(o);
+    return { dir, tree: sourceTree(o) };
   } catch (e) {
     reportError(o.from, e);
     return isUsage(e) ? EXIT_USAGE : EXIT_INVALID;
   }
+}
+
+export function runDebugfsExport(
+  dirArg: string | undefined,
+  o: DebugfsExportOptions,
+  io: Io = stdio,
+): number {
+  const src = treeFor('export', dirArg, o);
+  if (typeof src === 'number') return src;
+  const { dir, tree } = src;
   try {
     const r = exportTree(tree, dir, { force: !!o.force });
     if (o.json) {
@@ -122,24 +139,13 @@ export function runDebugfsExport(dir: string | undefined, o: DebugfsExportOption
 }
 
 export async function runDebugfsMount(
-  dir: string | undefined,
+  dirArg: string | undefined,
   o: DebugfsSourceOptions,
   io: Io = stdio,
 ): Promise<number> {
-  if (!dir) {
-    reportError(
-      undefined,
-      usage('kho debugfs mount needs a directory', 'kho debugfs mount DIR --from SRC | --sim'),
-    );
-    return EXIT_USAGE;
-  }
-  let tree: DebugfsTree;
-  try {
-    tree = sourceTree(o);
-  } catch (e) {
-    reportError(o.from, e);
-    return isUsage(e) ? EXIT_USAGE : EXIT_INVALID;
-  }
+  const src = treeFor('mount', dirArg, o);
+  if (typeof src === 'number') return src;
+  const { dir, tree } = src;
   try {
     const m = await mountTree(tree, dir);
     for (const x of m.renamings)
