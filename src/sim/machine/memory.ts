@@ -30,6 +30,11 @@ export class PhysicalMemory {
   /** Size of the physical address space: valid addresses are `[0, limit)`. */
   readonly limit: bigint;
   private pages = new Map<number, Uint8Array>();
+  /** `limit` as a double when it is below 2^53 (so addresses below it are exact doubles), else 0. */
+  private readonly limitNum: number;
+  /** 8 bytes with a view, for `readU64`/`writeU64` without allocating. */
+  private readonly word = new DataView(new ArrayBuffer(8));
+  private readonly wordBytes = new Uint8Array(this.word.buffer);
 
   constructor(pageSize: number, limit: bigint) {
     if (!Number.isInteger(pageSize) || pageSize < 512 || (pageSize & (pageSize - 1)) !== 0)
@@ -39,6 +44,16 @@ export class PhysicalMemory {
     this.pageSize = pageSize;
     this.pageShift = BigInt(Math.log2(pageSize));
     this.limit = limit;
+    this.limitNum = limit < 1n << 53n ? Number(limit) : 0;
+  }
+
+  /**
+   * The address as a double when `[addr, addr+len)` is inside memory and below 2^53 (the fast path:
+   * exact double arithmetic), -1 otherwise (the caller then takes the bigint path, which throws).
+   */
+  private fastAddr(addr: bigint, len: number): number {
+    const a = Number(addr);
+    return a >= 0 && a < 2 ** 53 && a + len <= this.limitNum ? a : -1;
   }
 
   /** Number of pages currently holding data (the memory cost is this times `pageSize`). */
@@ -85,15 +100,22 @@ export class PhysicalMemory {
   read(addr: bigint, len: number): Uint8Array {
     if (!Number.isSafeInteger(len) || len < 0 || len > MAX_READ_BYTES)
       throw new KhoError('SIM_BAD_ADDRESS', `read length ${len} is not in [0, ${MAX_READ_BYTES}]`);
-    this.check(addr, BigInt(len), 'read');
+    let a = this.fastAddr(addr, len);
+    if (a < 0) {
+      this.check(addr, BigInt(len), 'read');
+      a = Number(addr);
+    }
     const out = new Uint8Array(len);
     const ps = this.pageSize;
-    let pfn = Number(addr >> this.pageShift);
-    let off = Number(BigInt.asUintN(32, addr)) & (ps - 1);
+    let pfn = Math.floor(a / ps);
+    let off = a - pfn * ps;
     for (let done = 0; done < len; pfn++, off = 0) {
       const count = Math.min(ps - off, len - done);
       const page = this.pages.get(pfn);
-      if (page) out.set(count === ps ? page : page.subarray(off, off + count), done);
+      if (page) {
+        if (count <= 16) for (let i = 0; i < count; i++) out[done + i] = page[off + i];
+        else out.set(count === ps ? page : page.subarray(off, off + count), done);
+      }
       done += count;
     }
     return out;
@@ -102,15 +124,24 @@ export class PhysicalMemory {
   /** Write `data` at `addr`. */
   write(addr: bigint, data: Uint8Array): void {
     const len = data.length;
-    this.check(addr, BigInt(len), 'write');
+    let a = this.fastAddr(addr, len);
+    if (a < 0) {
+      this.check(addr, BigInt(len), 'write');
+      a = Number(addr);
+    }
     const ps = this.pageSize;
-    let pfn = Number(addr >> this.pageShift);
-    let off = Number(BigInt.asUintN(32, addr)) & (ps - 1);
+    let pfn = Math.floor(a / ps);
+    let off = a - pfn * ps;
     for (let done = 0; done < len; pfn++, off = 0) {
       const count = Math.min(ps - off, len - done);
+      let page = this.pages.get(pfn);
+      if (page && count <= 16) {
+        for (let i = 0; i < count; i++) page[off + i] = data[done + i];
+        done += count;
+        continue;
+      }
       const src = count === len ? data : data.subarray(done, done + count);
       done += count;
-      let page = this.pages.get(pfn);
       if (!page) {
         if (allZero(src)) continue; // writing zeros to a zero page costs nothing
         page = new Uint8Array(ps);
@@ -194,8 +225,16 @@ export class PhysicalMemory {
   }
 
   readU64(addr: bigint): bigint {
-    const b = this.read(addr, 8);
-    return new DataView(b.buffer).getBigUint64(0, true);
+    const a = this.fastAddr(addr, 8);
+    const ps = this.pageSize;
+    const pfn = Math.floor(a / ps);
+    const off = a - pfn * ps;
+    if (a < 0 || off + 8 > ps) return new DataView(this.read(addr, 8).buffer).getBigUint64(0, true);
+    const page = this.pages.get(pfn);
+    if (!page) return 0n;
+    const w = this.wordBytes;
+    for (let i = 0; i < 8; i++) w[i] = page[off + i];
+    return this.word.getBigUint64(0, true);
   }
 
   writeU32(addr: bigint, value: number): void {
@@ -205,9 +244,8 @@ export class PhysicalMemory {
   }
 
   writeU64(addr: bigint, value: bigint): void {
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, value), true);
-    this.write(addr, b);
+    this.word.setBigUint64(0, BigInt.asUintN(64, value), true);
+    this.write(addr, this.wordBytes);
   }
 
   /** Page frame numbers holding data inside `[addr, addr+len)`, ascending. */
