@@ -112,7 +112,23 @@ class IntervalSet {
 
   remove(start: number, end: number): void {
     if (start >= end) return;
+    const list = this.list;
     const i = this.lowerBound(start);
+    const first = list[i];
+    if (first === undefined || first.start >= end) return;
+    if (i + 1 === list.length || list[i + 1].start >= end) {
+      // one interval affected (the common case): trim, split or drop it without rebuilding the list
+      const left = first.start < start;
+      const right = first.end > end;
+      if (left) list[i] = { start: first.start, end: start, tag: first.tag };
+      if (right) {
+        const rest = { start: end, end: first.end, tag: first.tag };
+        if (left) list.splice(i + 1, 0, rest);
+        else list[i] = rest;
+      }
+      if (!left && !right) list.splice(i, 1);
+      return;
+    }
     let j = i;
     const keep: Interval[] = [];
     for (; j < this.list.length && this.list[j].start < end; j++) {
@@ -125,8 +141,20 @@ class IntervalSet {
 }
 
 interface Block {
-  order: number;
-  migratetype: MigrateType;
+  readonly order: number;
+  readonly migratetype: MigrateType;
+}
+
+/** Shared, immutable block records (one per order and migrate type): no allocation per block. */
+const BLOCKS: Record<MigrateType, Block[]> = { unmovable: [], movable: [], reclaimable: [] };
+function blockOf(order: number, migratetype: MigrateType): Block {
+  const list = BLOCKS[migratetype];
+  let b = list[order];
+  if (b === undefined) {
+    b = Object.freeze({ order, migratetype });
+    list[order] = b;
+  }
+  return b;
 }
 
 export class BuddyAllocator {
@@ -378,7 +406,7 @@ export class BuddyAllocator {
           this.removeFree(head);
           // expand: give back the upper halves
           for (let h = o; h > order; h--) this.insertFree(head + 2 ** (h - 1), h - 1);
-          this.allocated.set(head, { order, migratetype: mt });
+          this.allocated.set(head, blockOf(order, mt));
           this.nAllocated += 2 ** order;
           return head;
         }
@@ -462,7 +490,7 @@ export class BuddyAllocator {
     }
     this.reserved.remove(pfn, end);
     this.preserved.remove(pfn, end);
-    this.allocated.set(pfn, { order, migratetype });
+    this.allocated.set(pfn, blockOf(order, migratetype));
     this.nAllocated += 2 ** order;
   }
 

@@ -219,18 +219,26 @@ class RadixTracker implements MapTracker {
   }
 
   private setBit(pa: bigint, order: number, on: boolean): boolean {
-    const { pageShift, order0Log2 } = this.geo;
+    const { pageShift, order0Log2, pageSize } = this.geo;
     const pfn = Number(pa >> BigInt(pageShift));
-    const unit = 2 ** order;
     if (
       !(Number.isInteger(order) && order >= 0 && order <= order0Log2) ||
       pa < 0n ||
-      pfn % unit !== 0 ||
-      pa % BigInt(this.geo.pageSize) !== 0n ||
-      pfn >= 2 ** order0Log2
+      pa % BigInt(pageSize) !== 0n ||
+      pfn >= 2 ** order0Log2 ||
+      pfn % 2 ** order !== 0
     )
       radixKey(pa, order, this.geo); // throws KHO_RADIX_BAD_BLOCK
-    const key = 2 ** (order0Log2 - order) + pfn / unit;
+    return this.setPfnBit(pfn, order, on);
+  }
+
+  /**
+   * Set or clear the bit of the block of `2^order` pages at page `pfn`, already checked: `order` an
+   * integer in 0..ORDER_0_LOG2, `pfn` below 2^ORDER_0_LOG2 and aligned to `2^order`.
+   */
+  setPfnBit(pfn: number, order: number, on: boolean): boolean {
+    const { order0Log2 } = this.geo;
+    const key = 2 ** (order0Log2 - order) + pfn / 2 ** order;
     const leaf = this.leafFor(key, on);
     if (leaf === undefined) return false;
     const bit = key % this.div[0];
@@ -324,8 +332,21 @@ export class KhoCore {
   private warnedRestore = false;
   private readonly onSubtreesChanged: (() => void) | undefined;
 
+  /** RAM as merged page-frame ranges `[start, end)` (pairs), for the number fast paths. */
+  private readonly ramPfns: number[] = [];
+  private readonly ps: number;
+
   constructor(opts: KhoCoreOptions) {
     this.machine = opts.machine;
+    this.ps = opts.machine.spec.pageSize;
+    for (const r of opts.machine.ram) {
+      const s = Math.ceil(Number(r.start) / this.ps);
+      const e = Math.floor(Number(r.end) / this.ps);
+      const n = this.ramPfns.length;
+      if (e <= s) continue;
+      if (n > 0 && this.ramPfns[n - 1] === s) this.ramPfns[n - 1] = e;
+      else this.ramPfns.push(s, e);
+    }
     this.profile = opts.profile;
     this.log = opts.log;
     this.debugChecks = opts.debugChecks;
@@ -483,11 +504,63 @@ export class KhoCore {
       throw kernelError('EINVAL', `${what}: ${hex(pa)} is not RAM`, { path: `phys:${hex(pa)}` });
   }
 
+  /** The page frame number of `pa` when it is page-aligned and a safe double, else -1. */
+  private pfnOf(pa: bigint): number {
+    const a = Number(pa);
+    if (!(a >= 0 && a < 2 ** 53)) return -1;
+    const pfn = a / this.ps;
+    return Number.isInteger(pfn) ? pfn : -1;
+  }
+
+  /** Whether pages `[pfn, pfn + n)` are all RAM (adjacent RAM ranges count as one). */
+  private isRamPfns(pfn: number, n: number): boolean {
+    const r = this.ramPfns;
+    for (let i = 0; i < r.length; i += 2) if (pfn >= r[i] && pfn + n <= r[i + 1]) return true;
+    return false;
+  }
+
+  /**
+   * Whether pages `[pfn, pfn + n)` need no scratch-overlap error: no CONFIG_KEXEC_HANDOVER_DEBUG, or
+   * they miss every scratch area. False also when the areas are not exact doubles (the bigint path
+   * decides then).
+   */
+  private outsideScratch(pfn: number, n: number): boolean {
+    if (!this.debugChecks) return true;
+    if (this.scratchNumFor !== this.scratch) {
+      this.scratchNumFor = this.scratch;
+      this.scratchNum = [];
+      for (const a of this.scratch) {
+        if (a.addr + a.size >= 1n << 53n) {
+          this.scratchNum = null;
+          break;
+        }
+        this.scratchNum.push(Number(a.addr), Number(a.addr + a.size));
+      }
+    }
+    const r = this.scratchNum;
+    if (!r) return false;
+    const s = pfn * this.ps;
+    const e = (pfn + n) * this.ps;
+    for (let i = 0; i < r.length; i += 2) if (s < r[i + 1] && r[i] < e) return false;
+    return true;
+  }
+  private scratchNumFor: KhoScratchArea[] | undefined;
+  private scratchNum: number[] | null = null;
+
   /** `kho_preserve_folio()`. */
   preserveFolio(pa: bigint, order: number): void {
     const tree = this.requireInit('kho_preserve_folio');
     if (!Number.isInteger(order) || order < 0 || order > this.machine.spec.maxPageOrder)
       throw kernelError('EINVAL', `folio order ${order} out of range`);
+    const pfn = this.pfnOf(pa);
+    const unit = 2 ** order;
+    if (pfn >= 0 && pfn % unit === 0 && this.isRamPfns(pfn, unit) && this.outsideScratch(pfn, unit)) {
+      // the common case, in numbers: aligned, RAM, not in scratch (or no check)
+      if (tree instanceof RadixTracker) tree.setPfnBit(pfn, order, true);
+      else tree.add(pa, order);
+      this.preserved.set(pfn, order);
+      return;
+    }
     const size = this.pageSize << BigInt(order);
     this.checkManaged(pa, 1 << order, 'kho_preserve_folio');
     if (pa % size !== 0n)
@@ -716,12 +789,14 @@ export class KhoCore {
 
   /** `kho_restore_folio(pa)`: the folio, or null (not preserved, not a head page, restored already). */
   restoreFolio(pa: bigint): RestoredFolio | null {
-    const pfn = Number(pa >> this.pageShift);
+    let pfn = this.pfnOf(pa);
+    const aligned = pfn >= 0;
+    if (!aligned) pfn = Number(pa >> this.pageShift);
     const order = this.stamps.get(pfn);
     if (order === undefined || !this.buddy) return this.refuse(pa);
     this.stamps.delete(pfn);
     this.buddy.claimReserved(pfn, order);
-    return { pa: BigInt(pfn) << this.pageShift, order };
+    return { pa: aligned ? pa : BigInt(pfn) << this.pageShift, order };
   }
 
   /** `kho_restore_pages(pa, nr)`: every page its own order-0 page; null on the first failure. */
