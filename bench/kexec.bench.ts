@@ -83,8 +83,7 @@ function folioProducer(n: number): KhoProducer {
         const pa = dv.getBigUint64(i * 8, true);
         const f = kho.restoreFolio(pa);
         if (!f) throw new Error(`folio ${i} lost`);
-        if (new DataView(kho.machine.memory.read(pa, 8).buffer).getBigUint64(0, true) !== pa)
-          throw new Error(`folio ${i} changed`);
+        if (kho.machine.memory.readU64(pa) !== pa) throw new Error(`folio ${i} changed`);
         kho.preserveFolio(pa, 0);
         pas.push(pa);
       }
