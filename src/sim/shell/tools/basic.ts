@@ -10,8 +10,11 @@ import type { CommandContext, CommandResult } from '../engine.ts';
 import { errorMessage, MemFile, type VStat, vfsErrno } from '../vfs.ts';
 import { getopts, has, Out, quote, withUsage } from './util.ts';
 
-/** Interpret `echo -e` escapes; returns the text and whether `\c` stopped output. */
-export function echoEscapes(s: string): { out: string; stop: boolean } {
+/**
+ * Interpret `echo -e` escapes; returns the text and whether `\c` stopped output. `bareOctal`: also `\NNN`
+ * without the leading 0, as printf's `%b` reads them (bash shares the rest between the two).
+ */
+export function echoEscapes(s: string, opts: { bareOctal?: boolean } = {}): { out: string; stop: boolean } {
   let out = '';
   for (let i = 0; i < s.length; i++) {
     const c = s[i];
@@ -34,10 +37,11 @@ export function echoEscapes(s: string): { out: string; stop: boolean } {
     };
     if (Object.hasOwn(simple, d)) out += simple[d];
     else if (d === 'c') return { out, stop: true };
-    else if (d === '0') {
-      let j = i + 1;
+    else if (d === '0' || (opts.bareOctal && d >= '1' && d <= '7')) {
+      const from = d === '0' ? i + 1 : i;
+      let j = from;
       let v = 0;
-      while (j < s.length && j < i + 4 && s[j] >= '0' && s[j] <= '7') v = v * 8 + (s.charCodeAt(j++) - 48);
+      while (j < s.length && j < from + 3 && s[j] >= '0' && s[j] <= '7') v = v * 8 + (s.charCodeAt(j++) - 48);
       out += String.fromCharCode(v & 0xff);
       i = j - 1;
     } else if (d === 'x' && /[0-9a-fA-F]/.test(s[i + 1] ?? '')) {

@@ -33,6 +33,7 @@ const argArb = fc.constantFrom(
   'hello world',
   'a\\tb',
   'x\\cy',
+  'q\\"u\\?v\\\'w\\101',
   '\\0101',
   '9223372036854775807',
   '-9223372036854775808',
@@ -58,4 +59,16 @@ test('printf matches bash builtin printf (stdout, status, whether it complains)'
     }),
     { numRuns: 300 },
   );
+});
+
+test("printf %b reads echo -e's escapes plus bare \\NNN octal, as bash does", async (t) => {
+  if (!gnu(t, 'bash')) return;
+  for (const arg of ['q\\"u\\?v\\\'w', '\\101\\0101\\1012', '\\x41\\x4g\\e\\q', 'a\\cb', 'tail\\']) {
+    const ours = await runTool(createShell(), ['printf', '[%b]', arg]);
+    const r = spawnSync('bash', ['--norc', '-c', 'printf "$@"', 'bash', '[%b]', arg], {
+      env: { LC_ALL: 'C' },
+    });
+    assert.equal(ours.stdout, r.stdout.toString('latin1'), arg);
+    assert.equal(ours.status, r.status, arg);
+  }
 });

@@ -9,6 +9,7 @@
  * its `\c` stops all output. Integers are 64-bit (bash's intmax_t).
  */
 import type { CommandContext, CommandResult } from '../engine.ts';
+import { echoEscapes } from './basic.ts';
 
 const MAX = (1n << 63n) - 1n;
 const MIN = -(1n << 63n);
@@ -47,30 +48,8 @@ function formatEscape(s: string, i: number): [string, number] {
   return ['\\', i + 1];
 }
 
-/** `%b` escapes: like echo -e (`\0NNN`, `\NNN`), `\c` stops. */
-function bEscapes(s: string): { out: string; stop: boolean } {
-  let out = '';
-  for (let i = 0; i < s.length; i++) {
-    if (s[i] !== '\\' || i + 1 >= s.length) {
-      out += s[i];
-      continue;
-    }
-    const d = s[i + 1];
-    if (d === 'c') return { out, stop: true };
-    if (d === '0') {
-      let j = i + 2;
-      let v = 0;
-      while (j < s.length && j < i + 5 && s[j] >= '0' && s[j] <= '7') v = v * 8 + (s.charCodeAt(j++) - 48);
-      out += String.fromCharCode(v & 0xff);
-      i = j - 1;
-      continue;
-    }
-    const [t, next] = formatEscape(s, i);
-    out += t;
-    i = next - 1;
-  }
-  return { out, stop: false };
-}
+/** `%b` escapes: echo -e's (`\0NNN`) and `\NNN` octal; `\c` stops. */
+const bEscapes = (s: string) => echoEscapes(s, { bareOctal: true });
 
 interface NumResult {
   value: bigint;
