@@ -25,7 +25,7 @@
  * Session, file, FLB and memfd layouts come from the spec and kernel headers only: no vector holds them
  * (the capture was taken before sessions were serialized), so they are marked unverified.
  */
-import { type Finding, KhoError } from '../errors.ts';
+import { type Finding, findingFromError, KhoError } from '../errors.ts';
 import { decodeBlockSetEntries } from './block.ts';
 import { hex, type PhysMemory, physPath, view } from './memory/image.ts';
 import type { Endianness } from './profile.ts';
@@ -154,12 +154,7 @@ export function validateLuoSer(blob: Uint8Array, endian: Endianness = 'little'):
     }
   } catch (e) {
     if (!(e instanceof KhoError)) throw e;
-    out.push({
-      code: e.code,
-      severity: 'error',
-      message: e.message,
-      ...(e.offset !== undefined ? { offset: e.offset } : {}),
-    });
+    out.push(findingFromError(e));
   }
   return out;
 }
