@@ -166,7 +166,7 @@ export function verifySnapshot(next: Kernel, snap: PreservedSnapshot): HandoverV
         path: `phys:${hex(r.start)}`,
       });
   }
-  const got = mergeBlockRanges(next.kho.incoming.blocks, ps);
+  const got = next.kho.incoming.ranges ?? mergeBlockRanges(next.kho.incoming.blocks, ps);
   let j = 0;
   for (const r of snap.ranges) {
     while (j < got.length && got[j].start + got[j].size <= r.start) j++;

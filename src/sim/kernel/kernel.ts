@@ -49,7 +49,7 @@ import { decodeChosenKho, encodeChosenKho, encodeKhoSetupData, findKhoSetupData 
 import { decodeKhoRoot } from '../../abi/kho-fdt.ts';
 import { hex } from '../../abi/memory/image.ts';
 import { type AbiProfile, getProfile, PROFILES, type ProfileName } from '../../abi/profile.ts';
-import { decodePreservedMemoryMap, mergeBlockRanges } from '../../abi/radix-tree.ts';
+import { decodePreservedMemoryMap, decodeRadixTreePacked, mergeBlockRanges } from '../../abi/radix-tree.ts';
 import { decodeScratchArray, encodeScratchArray } from '../../abi/scratch.ts';
 import { fdtErrno, KhoError } from '../../errors.ts';
 import { FdtSw } from '../../fdt/write-sw.ts';
@@ -60,7 +60,7 @@ import type { Machine } from '../machine/machine.ts';
 import { BuddyAllocator } from './buddy.ts';
 import { commandLineLogLines, type ParsedCommandLine, parseKernelCommandLine } from './cmdline.ts';
 import { assertInvariants, kexecChecked } from './invariants.ts';
-import { KhoCore } from './kho.ts';
+import { KhoCore, mergePackedRanges, setPackedBlocks } from './kho.ts';
 import { type Memblock, memblockFromRam, NUMA_NO_NODE, ReserveMemTable } from './memblock.ts';
 import { KernelLog } from './printk.ts';
 import {
@@ -581,9 +581,16 @@ export class Kernel {
     const inc = kho.incoming;
     if (inc) {
       try {
-        const map = decodePreservedMemoryMap(kho.phys, inc.root.memoryMap!, this.profile);
-        inc.blocks = map.blocks;
-        inc.trackerPages = map.trackerPages;
+        if (this.profile.memoryMap === 'radix-tree') {
+          // the packed walk: no per-block objects until someone asks for `inc.blocks`
+          const map = decodeRadixTreePacked(kho.phys, inc.root.memoryMap!, this.profile);
+          setPackedBlocks(inc, map.blocks, machine.spec.pageSize);
+          inc.trackerPages = map.nodes.map((n) => n.pa);
+        } else {
+          const map = decodePreservedMemoryMap(kho.phys, inc.root.memoryMap!, this.profile);
+          inc.blocks = map.blocks;
+          inc.trackerPages = map.trackerPages;
+        }
       } catch (e) {
         if (!(e instanceof KhoError)) throw e;
         this.log.warn(`KHO: failed to walk the preserved memory map: ${e.message}`);
@@ -591,7 +598,9 @@ export class Kernel {
         kho.incoming = null;
         return;
       }
-      inc.ranges = mergeBlockRanges(inc.blocks, machine.spec.pageSize);
+      inc.ranges = inc.packed
+        ? mergePackedRanges(inc.packed, machine.spec.pageSize)
+        : mergeBlockRanges(inc.blocks, machine.spec.pageSize);
       for (const r of inc.ranges) {
         mb.reserve(r.start, r.size);
         mb.reservedMarkNoinit(r.start, r.size);

@@ -36,7 +36,14 @@ import { type KhoRoot, KhoRootBuilder } from '../../abi/kho-fdt.ts';
 import type { PhysMemory, PhysMemoryWriter, PhysRange } from '../../abi/memory/image.ts';
 import { u64Bytes } from '../../abi/memory/image.ts';
 import type { AbiProfile, Endianness } from '../../abi/profile.ts';
-import { type PreservedBlock, type RadixGeometry, radixGeometry, radixKey } from '../../abi/radix-tree.ts';
+import {
+  type PackedBlocks,
+  type PreservedBlock,
+  type RadixGeometry,
+  radixGeometry,
+  radixKey,
+  unpackBlocks,
+} from '../../abi/radix-tree.ts';
 import { decodeVmalloc, encodeVmalloc, KHO_VMALLOC_ALLOC, type KhoVmalloc } from '../../abi/vmalloc.ts';
 import { KhoError, type KhoErrorInit } from '../../errors.ts';
 import type { Machine } from '../machine/machine.ts';
@@ -298,6 +305,51 @@ export interface KhoIncoming {
   trackerPages: bigint[];
   /** The blocks merged into physical ranges (computed once by the walk). */
   ranges?: PhysRange[];
+  /** The same blocks packed (radix walks): `blocks` is then computed from these on first use. */
+  packed?: PackedBlocks;
+}
+
+/**
+ * Give `inc` its blocks in packed form (sorted by pfn, then order); `inc.blocks` becomes a property
+ * that unpacks them on first read (a kexec hop that never looks at them never builds 10 000 objects)
+ * and can still be assigned.
+ */
+export function setPackedBlocks(inc: KhoIncoming, packed: PackedBlocks, pageSize: number): void {
+  inc.packed = packed;
+  let blocks: PreservedBlock[] | undefined;
+  Object.defineProperty(inc, 'blocks', {
+    configurable: true,
+    enumerable: true,
+    get: () => {
+      blocks ??= unpackBlocks(packed, pageSize);
+      return blocks;
+    },
+    set: (v: PreservedBlock[]) => {
+      blocks = v;
+      delete inc.packed;
+    },
+  });
+}
+
+/** Sorted packed blocks merged into physical ranges (adjacent and overlapping blocks join). */
+export function mergePackedRanges(p: PackedBlocks, pageSize: number): PhysRange[] {
+  const out: PhysRange[] = [];
+  const ps = BigInt(pageSize);
+  let s = -1;
+  let e = -1;
+  for (let i = 0; i < p.length; i++) {
+    const b = p.pfn[i];
+    const end = b + 2 ** p.order[i];
+    if (b <= e) {
+      if (end > e) e = end;
+      continue;
+    }
+    if (s >= 0) out.push({ start: BigInt(s) * ps, size: BigInt(e - s) * ps });
+    s = b;
+    e = end;
+  }
+  if (s >= 0) out.push({ start: BigInt(s) * ps, size: BigInt(e - s) * ps });
+  return out;
 }
 
 export class KhoCore {
@@ -736,7 +788,9 @@ export class KhoCore {
   /** Record the incoming state after a successful walk; stamps every head page. */
   adoptIncoming(inc: KhoIncoming): void {
     this.incoming = inc;
-    for (const b of inc.blocks) this.stamps.set(Number(b.pa >> this.pageShift), b.order);
+    const p = inc.packed;
+    if (p) for (let i = 0; i < p.length; i++) this.stamps.set(p.pfn[i], p.order[i]);
+    else for (const b of inc.blocks) this.stamps.set(Number(b.pa >> this.pageShift), b.order);
   }
 
   /**
