@@ -37,6 +37,7 @@
  */
 import { constants } from 'node:buffer';
 import { KhoError } from '../errors.ts';
+import { dtcRunsNameCheck, redundantNameProp } from './dtc-checks.ts';
 import type { FdtNode, FdtProperty, FdtReserveEntry, FdtTree } from './model.ts';
 
 export interface ToDtsOptions {
@@ -153,71 +154,18 @@ function reserveLines(reserves: readonly FdtReserveEntry[]): string[] {
   return out;
 }
 
-/** Node name up to the first '@' (dtc's basename). */
-function baseName(name: string): string {
-  const at = name.indexOf('@');
-  return at < 0 ? name : name.slice(0, at);
-}
-
-function firstNameProp(node: FdtNode): FdtProperty | undefined {
-  for (const p of node.props) if (p.name === 'name') return p;
-  return undefined;
-}
-
-/** dtc's data_is_one_string(): non-empty, NUL-terminated, no NUL before the end. */
-function isOneString(v: Uint8Array): boolean {
-  if (v.length === 0 || v[v.length - 1] !== 0) return false;
-  return v.indexOf(0) === v.length - 1;
-}
-
-/** Characters dtc's node_name_chars and property_name_chars checks accept. */
-const NODE_NAME_OK = /^[A-Za-z0-9,._+@-]*$/;
-const PROP_NAME_OK = /^[A-Za-z0-9,._+*#?-]*$/;
-
-function hasDuplicate(names: readonly string[]): boolean {
-  return new Set(names).size !== names.length;
-}
-
-/**
- * Whether dtc's error checks that run before `name_properties` all pass, so that dtc gets to run it:
- * duplicate_node_names, duplicate_property_names, node_name_chars, node_name_format,
- * property_name_chars and name_is_string (dtc skips every later check once one has failed).
- */
-function nameCheckRuns(root: FdtNode): boolean {
-  const stack: FdtNode[] = [root];
-  while (stack.length) {
-    const node = stack.pop()!;
-    if (!NODE_NAME_OK.test(node.name)) return false;
-    if (node.name.indexOf('@') !== node.name.lastIndexOf('@')) return false;
-    if (hasDuplicate(node.children.map((c) => c.name))) return false;
-    if (hasDuplicate(node.props.map((p) => p.name))) return false;
-    for (const p of node.props) if (!PROP_NAME_OK.test(p.name)) return false;
-    const name = firstNameProp(node);
-    if (name && !isOneString(name.value)) return false;
-    for (const c of node.children) stack.push(c);
-  }
-  return true;
-}
-
 /** The `name` properties dtc's `name_properties` check deletes (none if dtc never runs it). */
 function redundantNameProps(root: FdtNode): Set<FdtProperty> {
   const drop = new Set<FdtProperty>();
-  if (!nameCheckRuns(root)) return drop;
+  if (!dtcRunsNameCheck(root)) return drop;
   const stack: FdtNode[] = [root];
   while (stack.length) {
     const node = stack.pop()!;
-    const prop = firstNameProp(node);
-    const base = baseName(node.name);
-    // nameCheckRuns guarantees the value is one NUL-terminated string.
-    if (prop && prop.value.length === base.length + 1 && latin1Equals(prop.value, base)) drop.add(prop);
+    const i = redundantNameProp(node);
+    if (i >= 0) drop.add(node.props[i]!);
     for (const c of node.children) stack.push(c);
   }
   return drop;
-}
-
-function latin1Equals(bytes: Uint8Array, s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (bytes[i] !== s.charCodeAt(i)) return false;
-  return true;
 }
 
 /**

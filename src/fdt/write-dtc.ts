@@ -17,6 +17,7 @@
  * the rewrite off. `phandle`/`linux,phandle` properties are kept as they are (verified with dtc).
  * Trees dtc would refuse without `-f` are still encoded (as `dtc -f` writes them).
  */
+import { dtcRunsNameCheck, redundantNameProp } from './dtc-checks.ts';
 import type { FdtNode, FdtTree } from './model.ts';
 import { FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_PROP } from './model.ts';
 import { DtcStringTable, nameToBytes } from './strings.ts';
@@ -36,68 +37,7 @@ export interface DtcOptions {
   dropNameProps?: boolean;
 }
 
-const NODECHARS = /^[A-Za-z0-9,._+@-]*$/;
-const PROPCHARS = /^[A-Za-z0-9,._+*#?-]*$/;
-
-function isOneString(v: Uint8Array): boolean {
-  if (v.length === 0 || v[v.length - 1] !== 0) return false;
-  for (let i = 0; i < v.length - 1; i++) if (v[i] === 0) return false;
-  return true;
-}
-
-/** Every node of the tree, parents before children (iterative: no recursion on hostile depth). */
-function allNodes(root: FdtNode): FdtNode[] {
-  const out: FdtNode[] = [];
-  const stack: FdtNode[] = [root];
-  while (stack.length > 0) {
-    const n = stack.pop() as FdtNode;
-    out.push(n);
-    for (let i = n.children.length - 1; i >= 0; i--) stack.push(n.children[i] as FdtNode);
-  }
-  return out;
-}
-
-/** True when dtc's error-level checks before `name_properties` all pass, so that check runs. */
-export function dtcRunsNameCheck(root: FdtNode): boolean {
-  const nodes = allNodes(root);
-  for (const n of nodes) {
-    const seen = new Set<string>();
-    for (const c of n.children) {
-      if (seen.has(c.name)) return false;
-      seen.add(c.name);
-    }
-  }
-  for (const n of nodes) {
-    const seen = new Set<string>();
-    for (const p of n.props) {
-      if (seen.has(p.name)) return false;
-      seen.add(p.name);
-    }
-  }
-  for (const n of nodes) if (!NODECHARS.test(n.name)) return false;
-  for (const n of nodes) {
-    const at = n.name.indexOf('@');
-    if (at >= 0 && n.name.indexOf('@', at + 1) >= 0) return false;
-  }
-  for (const n of nodes) for (const p of n.props) if (!PROPCHARS.test(p.name)) return false;
-  for (const n of nodes) {
-    const p = n.props.find((q) => q.name === 'name');
-    if (p && !isOneString(p.value)) return false;
-  }
-  return true;
-}
-
-/** The index of the `name` property dtc deletes from `node`, or -1. */
-function redundantNameProp(node: FdtNode): number {
-  const i = node.props.findIndex((q) => q.name === 'name');
-  if (i < 0) return -1;
-  const v = (node.props[i] as { value: Uint8Array }).value;
-  const at = node.name.indexOf('@');
-  const base = at >= 0 ? node.name.slice(0, at) : node.name;
-  if (v.length !== base.length + 1) return -1;
-  for (let k = 0; k < base.length; k++) if (v[k] !== base.charCodeAt(k)) return -1;
-  return i;
-}
+export { dtcRunsNameCheck };
 
 class Out {
   buf = new Uint8Array(256);
