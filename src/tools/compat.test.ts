@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { captureAll } from '../../test/helpers/cli.ts';
 import { oracle } from '../../test/helpers/oracle.ts';
 import { runCompat } from '../cli/commands/compat.ts';
 import { Kernel } from '../sim/kernel/kernel.ts';
@@ -43,20 +44,8 @@ function desc(name: string, o: Record<string, unknown>): string {
   return p;
 }
 
-function run(a: string, b: string, json = true): { code: number; out: string; err: string } {
-  let out = '';
-  let err = '';
-  const orig = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const code = runCompat(a, b, { json }, { out: (s) => (out += s) });
-    return { code, out, err };
-  } finally {
-    process.stderr.write = orig;
-  }
+function run(a: string, b: string, json = true) {
+  return captureAll((io) => runCompat(a, b, { json }, io));
 }
 
 test('releases map to the profiles whose kernels range holds them (profile table by hand)', () => {

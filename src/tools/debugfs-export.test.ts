@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { captureAll } from '../../test/helpers/cli.ts';
 import { oracle } from '../../test/helpers/oracle.ts';
 import { runDebugfsExport } from '../cli/commands/debugfs.ts';
 import { exportTree, RENAMES_FILE } from './debugfs-export.ts';
@@ -217,22 +218,8 @@ test('a symlink planted in DIR is never followed: the outside stays unchanged', 
   assert.equal(readdirSync(outside).join(), 'victim');
 });
 
-function cli(
-  dir: string | undefined,
-  o: Record<string, unknown>,
-): { code: number; out: string; err: string } {
-  let out = '';
-  let err = '';
-  const orig = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { code: runDebugfsExport(dir, o, { out: (s) => (out += s) }), out, err };
-  } finally {
-    process.stderr.write = orig;
-  }
+function cli(dir: string | undefined, o: Record<string, unknown>) {
+  return captureAll((io) => runDebugfsExport(dir, o, io));
 }
 
 test('a real captured tree is copied byte for byte (find lists the files); a non-empty DIR needs --force', () => {

@@ -63,3 +63,13 @@ export function quiet<T>(fn: () => T): { value: T; err: string } {
     process.stderr.write = orig;
   }
 }
+
+/** `capture(fn)` with process.stderr silenced and kept too: exit status, io.out text and stderr text. */
+export function captureAll(fn: (io: { out(s: string): void }) => number): {
+  code: number;
+  out: string;
+  err: string;
+} {
+  const { value, err } = quiet(() => capture(fn));
+  return { ...value, err };
+}

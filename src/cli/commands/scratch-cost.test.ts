@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { captureAll } from '../../../test/helpers/cli.ts';
 import { computeScratchCost, runScratchCost, type ScratchCostOptions } from './scratch-cost.ts';
 
 const VEC = join(import.meta.dirname, '../../../test/vectors/linux-7.3.4');
@@ -18,20 +19,8 @@ const lens = (scenario: string): bigint[] =>
     .map(BigInt);
 const sizes = (o: ScratchCostOptions): bigint[] => computeScratchCost(o).regions.map((r) => r.size);
 
-function run(o: ScratchCostOptions): { code: number; out: string; err: string } {
-  let out = '';
-  let err = '';
-  const orig = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const code = runScratchCost(o, { out: (s) => (out += s) });
-    return { code, out, err };
-  } finally {
-    process.stderr.write = orig;
-  }
+function run(o: ScratchCostOptions) {
+  return captureAll((io) => runScratchCost(o, io));
 }
 
 test("explicit sizes: the vectors' scratch_len exactly (1 and 2 nodes)", () => {
