@@ -276,6 +276,79 @@ interface RadixNode {
   bytes: Uint8Array | undefined;
 }
 
+/**
+ * The incoming head pages still stamped with KHO_PAGE_MAGIC, as a read-only map pfn → order over the
+ * walk's sorted packed blocks (no per-block map entry): lookups by binary search, `delete` clears a
+ * flag. A pfn listed with several orders (a hostile map) keeps the last, as `Map.set` in walk order did.
+ */
+class Stamps implements ReadonlyMap<number, number> {
+  private readonly live: Uint8Array;
+  private count = 0;
+
+  constructor(
+    private readonly pfn: Float64Array,
+    private readonly order: Uint8Array,
+    private readonly n: number,
+  ) {
+    this.live = new Uint8Array(n);
+    for (let i = 0; i < n; i++)
+      if (i + 1 === n || pfn[i + 1] !== pfn[i]) {
+        this.live[i] = 1;
+        this.count++;
+      }
+  }
+
+  /** Index of the live entry for `pfn`, or -1. */
+  private find(pfn: number): number {
+    const a = this.pfn;
+    let lo = 0;
+    let hi = this.n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (a[mid] <= pfn) lo = mid + 1;
+      else hi = mid;
+    }
+    const i = lo - 1;
+    return i >= 0 && a[i] === pfn && this.live[i] === 1 ? i : -1;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+  get(pfn: number): number | undefined {
+    const i = this.find(pfn);
+    return i < 0 ? undefined : this.order[i];
+  }
+  has(pfn: number): boolean {
+    return this.find(pfn) >= 0;
+  }
+  delete(pfn: number): boolean {
+    const i = this.find(pfn);
+    if (i < 0) return false;
+    this.live[i] = 0;
+    this.count--;
+    return true;
+  }
+  *entries(): MapIterator<[number, number]> {
+    for (let i = 0; i < this.n; i++) if (this.live[i] === 1) yield [this.pfn[i], this.order[i]];
+  }
+  *keys(): MapIterator<number> {
+    for (const [k] of this.entries()) yield k;
+  }
+  *values(): MapIterator<number> {
+    for (const [, v] of this.entries()) yield v;
+  }
+  [Symbol.iterator](): MapIterator<[number, number]> {
+    return this.entries();
+  }
+  forEach(
+    fn: (value: number, key: number, map: ReadonlyMap<number, number>) => void,
+    thisArg?: unknown,
+  ): void {
+    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+  }
+}
+
 export interface KhoSubtreeInfo {
   name: string;
   phys: bigint;
@@ -380,7 +453,7 @@ export class KhoCore {
   private readonly preserved = new Map<number, number>();
   private readonly subtrees: KhoSubtreeInfo[] = [];
   /** Incoming head pages still stamped with KHO_PAGE_MAGIC: pfn → order. */
-  private readonly stamps = new Map<number, number>();
+  private stamps = new Stamps(new Float64Array(0), new Uint8Array(0), 0);
   private warnedRestore = false;
   private readonly onSubtreesChanged: (() => void) | undefined;
 
@@ -789,8 +862,17 @@ export class KhoCore {
   adoptIncoming(inc: KhoIncoming): void {
     this.incoming = inc;
     const p = inc.packed;
-    if (p) for (let i = 0; i < p.length; i++) this.stamps.set(p.pfn[i], p.order[i]);
-    else for (const b of inc.blocks) this.stamps.set(Number(b.pa >> this.pageShift), b.order);
+    if (p) this.stamps = new Stamps(p.pfn, p.order, p.length);
+    else {
+      const pairs = inc.blocks
+        .map((b) => [Number(b.pa >> this.pageShift), b.order] as const)
+        .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      this.stamps = new Stamps(
+        Float64Array.from(pairs, (x) => x[0]),
+        Uint8Array.from(pairs, (x) => x[1]),
+        pairs.length,
+      );
+    }
   }
 
   /**
