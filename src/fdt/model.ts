@@ -42,6 +42,32 @@ export function emptyTree(): FdtTree {
   return { reserves: [], root: emptyNode(''), bootCpuidPhys: 0 };
 }
 
+/**
+ * Visit the tree in blob order: `enter(node)` before its children, `leave(node)` after them (where a
+ * writer puts FDT_BEGIN_NODE and FDT_END_NODE). Iterative: no recursion on a hostile tree's depth.
+ */
+export function walkTree(
+  root: FdtNode,
+  enter: (node: FdtNode) => void,
+  leave: (node: FdtNode) => void,
+): void {
+  const stack: { node: FdtNode; next: number }[] = [];
+  enter(root);
+  stack.push({ node: root, next: 0 });
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const child = top.node.children[top.next];
+    if (child) {
+      top.next++;
+      enter(child);
+      stack.push({ node: child, next: 0 });
+    } else {
+      leave(top.node);
+      stack.pop();
+    }
+  }
+}
+
 export const FDT_MAGIC = 0xd00dfeed;
 export const FDT_BEGIN_NODE = 1;
 export const FDT_END_NODE = 2;

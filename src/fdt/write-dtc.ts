@@ -19,7 +19,7 @@
  */
 import { dtcRunsNameCheck, redundantNameProp } from './dtc-checks.ts';
 import type { FdtNode, FdtTree } from './model.ts';
-import { FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_PROP } from './model.ts';
+import { FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_PROP, walkTree } from './model.ts';
 import { DtcStringTable, nameToBytes } from './strings.ts';
 
 export interface DtcOptions {
@@ -69,9 +69,7 @@ class Out {
 
 function writeStruct(root: FdtNode, strings: DtcStringTable, dropNames: boolean): Uint8Array {
   const out = new Out();
-  type Frame = { node: FdtNode; next: number };
-  const stack: Frame[] = [];
-  const open = (node: FdtNode) => {
+  const enter = (node: FdtNode) => {
     out.u32(FDT_BEGIN_NODE);
     out.bytes(nameToBytes(node.name, 'node name'));
     out.bytes(new Uint8Array(1));
@@ -86,20 +84,8 @@ function writeStruct(root: FdtNode, strings: DtcStringTable, dropNames: boolean)
       out.bytes(p.value);
       out.pad4();
     });
-    stack.push({ node, next: 0 });
   };
-  open(root);
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1] as Frame;
-    const child = top.node.children[top.next];
-    if (child) {
-      top.next++;
-      open(child);
-    } else {
-      out.u32(FDT_END_NODE);
-      stack.pop();
-    }
-  }
+  walkTree(root, enter, () => out.u32(FDT_END_NODE));
   out.u32(FDT_END);
   return out.buf.slice(0, out.len);
 }

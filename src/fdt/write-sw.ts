@@ -18,7 +18,7 @@
 import { KhoError } from '../errors.ts';
 import { HDR } from './header.ts';
 import type { FdtNode, FdtTree } from './model.ts';
-import { FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_NOP, FDT_PROP } from './model.ts';
+import { FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_NOP, FDT_PROP, walkTree } from './model.ts';
 import { findString, nameToBytes, nulTerminated } from './strings.ts';
 
 /** `~FDT_MAGIC`: the magic of an unfinished sequential-write blob. */
@@ -337,25 +337,14 @@ export function encodeSw(tree: FdtTree, bufsize?: number, flags = 0): Uint8Array
   const sw = FdtSw.create(bufsize ?? upperBound(tree), flags);
   for (const r of tree.reserves) sw.addReservemapEntry(r.address, r.size);
   sw.finishReservemap();
-  type Frame = { node: FdtNode; next: number };
-  const stack: Frame[] = [];
-  const open = (node: FdtNode) => {
-    sw.beginNode(node.name);
-    for (const p of node.props) sw.property(p.name, p.value);
-    stack.push({ node, next: 0 });
-  };
-  open(tree.root);
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1] as Frame;
-    const child = top.node.children[top.next];
-    if (child) {
-      top.next++;
-      open(child);
-    } else {
-      sw.endNode();
-      stack.pop();
-    }
-  }
+  walkTree(
+    tree.root,
+    (node) => {
+      sw.beginNode(node.name);
+      for (const p of node.props) sw.property(p.name, p.value);
+    },
+    () => sw.endNode(),
+  );
   sw.finish();
   setU32(sw.buffer, HDR.bootCpuidPhys, tree.bootCpuidPhys >>> 0);
   return sw.blob();
