@@ -820,8 +820,9 @@ export class Kernel {
     const preserved = this.kho.preservedPfns();
     const segs = this.loaded?.plan.segments ?? [];
     const mem = this.machine.memory;
-    for (const [head, order] of this.buddy.allocatedBlockList()) {
-      if (preserved.has(head)) continue;
+    // blocks in any order: each page's fate depends only on the page
+    this.buddy.forEachAllocated((head, order) => {
+      if (preserved.has(head)) return;
       const pa = BigInt(head) * ps;
       const size = ps << BigInt(order);
       for (const pfn of mem.residentPfnsIn(pa, size)) {
@@ -830,7 +831,7 @@ export class Kernel {
         if (this.isPreservedPfn(pfn, preserved)) continue;
         mem.fill(p, ps, 0x6b);
       }
-    }
+    });
   }
 
   private isPreservedPfn(pfn: number, preserved: ReadonlyMap<number, number>): boolean {
