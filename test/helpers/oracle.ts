@@ -7,7 +7,7 @@
  * scripts/setup-oracles.sh (run by `npm test`) installs them.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -65,4 +65,16 @@ export function withTempDir<T>(fn: (dir: string) => T): T {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Compile DTS sources with dtc (`dtc -q -I dts -O dtb`) in one shell call; returns the blobs. */
+export function dtcCompile(sources: string[]): Uint8Array[] {
+  return withTempDir((dir) => {
+    sources.forEach((s, i) => writeFileSync(join(dir, `${i}.dts`), s));
+    execFileSync('sh', [
+      '-c',
+      `for f in ${dir}/*.dts; do dtc -q -I dts -O dtb -o "\${f%.dts}.dtb" "$f" || exit 1; done`,
+    ]);
+    return sources.map((_, i) => new Uint8Array(readFileSync(join(dir, `${i}.dtb`))));
+  });
 }

@@ -4,14 +4,13 @@
  * memory reservations that a pylibfdt walk of the same bytes sees.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { type FdtBlob, parseFdt } from '../../src/fdt/reader.ts';
 import { arbTree, toDtsSource } from '../helpers/gen.ts';
-import { oracle, withTempDir } from '../helpers/oracle.ts';
+import { dtcCompile, oracle } from '../helpers/oracle.ts';
 import { type PyWalk, pyWalk } from '../helpers/pywalk.ts';
 
 function ourWalk(b: FdtBlob): PyWalk {
@@ -30,18 +29,6 @@ function ourWalk(b: FdtBlob): PyWalk {
     nodes,
     reserves: b.reserves.map((r) => [`0x${r.address.toString(16)}`, `0x${r.size.toString(16)}`]),
   };
-}
-
-/** Compile DTS sources with dtc in one shell call; returns the blobs. */
-export function dtcCompile(sources: string[]): Uint8Array[] {
-  return withTempDir((dir) => {
-    sources.forEach((s, i) => writeFileSync(join(dir, `${i}.dts`), s));
-    execFileSync('sh', [
-      '-c',
-      `for f in ${dir}/*.dts; do dtc -q -I dts -O dtb -o "\${f%.dts}.dtb" "$f" || exit 1; done`,
-    ]);
-    return sources.map((_, i) => new Uint8Array(readFileSync(join(dir, `${i}.dtb`))));
-  });
 }
 
 test('random dtc-compiled trees: reader sees what libfdt sees', (t) => {

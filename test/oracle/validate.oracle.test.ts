@@ -17,8 +17,7 @@
  *   steps 12 + len mod 2^32 and carries on; kho's reader has no value to give).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
@@ -27,7 +26,7 @@ import { parseFdt } from '../../src/fdt/reader.ts';
 import { assertValidFdt, checkFdt, FDT_READER_REJECTS, firstError } from '../../src/fdt/validate.ts';
 import { asmFdt, fdtCheck, type Tok, tok } from '../helpers/fdtcheck.ts';
 import { arbTree, toDtsSource } from '../helpers/gen.ts';
-import { oracle, withTempDir } from '../helpers/oracle.ts';
+import { dtcCompile, oracle } from '../helpers/oracle.ts';
 import { pyWalk } from '../helpers/pywalk.ts';
 
 const VECTORS = new URL('../vectors/linux-7.3.4/flat-explicit/stage1/out/', import.meta.url).pathname;
@@ -184,18 +183,6 @@ function rng(seed: number): Rng {
     nextInt: (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)),
     nextBoolean: () => next() < 0.5,
   };
-}
-
-/** Compile DTS sources with dtc in one shell call. */
-function dtcCompile(sources: string[]): Uint8Array[] {
-  return withTempDir((dir) => {
-    sources.forEach((s, i) => writeFileSync(join(dir, `${i}.dts`), s));
-    execFileSync('sh', [
-      '-c',
-      `for f in ${dir}/*.dts; do dtc -q -I dts -O dtb -o "\${f%.dts}.dtb" "$f" || exit 1; done`,
-    ]);
-    return sources.map((_, i) => new Uint8Array(readFileSync(join(dir, `${i}.dtb`))));
-  });
 }
 
 function version(b: Uint8Array): number | null {
