@@ -10,6 +10,20 @@ import type { CommandContext, CommandResult } from '../engine.ts';
 import { errorMessage, MemFile, type VStat, vfsErrno } from '../vfs.ts';
 import { getopts, has, Out, quote, withUsage } from './util.ts';
 
+/** The one-letter escapes of `echo -e` (printf's format strings add `\"`, `\'` and `\?`). */
+export const ECHO_ESCAPES: Readonly<Record<string, string>> = {
+  a: '\x07',
+  b: '\b',
+  e: '\x1b',
+  E: '\x1b',
+  f: '\f',
+  n: '\n',
+  r: '\r',
+  t: '\t',
+  v: '\v',
+  '\\': '\\',
+};
+
 /**
  * Interpret `echo -e` escapes; returns the text and whether `\c` stopped output. `bareOctal`: also `\NNN`
  * without the leading 0, as printf's `%b` reads them (bash shares the rest between the two).
@@ -23,19 +37,7 @@ export function echoEscapes(s: string, opts: { bareOctal?: boolean } = {}): { ou
       continue;
     }
     const d = s[++i];
-    const simple: Record<string, string> = {
-      a: '\x07',
-      b: '\b',
-      e: '\x1b',
-      E: '\x1b',
-      f: '\f',
-      n: '\n',
-      r: '\r',
-      t: '\t',
-      v: '\v',
-      '\\': '\\',
-    };
-    if (Object.hasOwn(simple, d)) out += simple[d];
+    if (Object.hasOwn(ECHO_ESCAPES, d)) out += ECHO_ESCAPES[d];
     else if (d === 'c') return { out, stop: true };
     else if (d === '0' || (opts.bareOctal && d >= '1' && d <= '7')) {
       const from = d === '0' ? i + 1 : i;

@@ -9,30 +9,18 @@
  * its `\c` stops all output. Integers are 64-bit (bash's intmax_t).
  */
 import type { CommandContext, CommandResult } from '../engine.ts';
-import { echoEscapes } from './basic.ts';
+import { ECHO_ESCAPES, echoEscapes } from './basic.ts';
 
 const MAX = (1n << 63n) - 1n;
 const MIN = -(1n << 63n);
 
+/** One-letter escapes of a printf format string: echo's plus `\"`, `\'`, `\?`. */
+const FORMAT_ESCAPES: Readonly<Record<string, string>> = { ...ECHO_ESCAPES, '"': '"', "'": "'", '?': '?' };
+
 /** Format-string escapes (bash's printf: `\NNN` takes up to 3 octal digits, `\xHH` up to 2 hex digits). */
 function formatEscape(s: string, i: number): [string, number] {
   const d = s[i + 1];
-  const simple: Record<string, string> = {
-    a: '\x07',
-    b: '\b',
-    e: '\x1b',
-    E: '\x1b',
-    f: '\f',
-    n: '\n',
-    r: '\r',
-    t: '\t',
-    v: '\v',
-    '\\': '\\',
-    '"': '"',
-    "'": "'",
-    '?': '?',
-  };
-  if (d !== undefined && Object.hasOwn(simple, d)) return [simple[d], i + 2];
+  if (d !== undefined && Object.hasOwn(FORMAT_ESCAPES, d)) return [FORMAT_ESCAPES[d]!, i + 2];
   if (d !== undefined && d >= '0' && d <= '7') {
     let j = i + 1;
     let v = 0;
