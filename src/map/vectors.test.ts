@@ -15,28 +15,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { oracle } from '../../test/helpers/oracle.ts';
-import { preservedJson, SCENARIOS, VECTORS } from '../../test/helpers/vectors.ts';
+import { preservedJson, SCENARIOS, stage1MemoryMap, VECTORS } from '../../test/helpers/vectors.ts';
 import { loadHandoverPath } from '../abi/handover.ts';
 import { openMemoryImage } from '../abi/memory/open.ts';
-import { allRegions, buildMemoryMap, type MemoryMap } from './model.ts';
+import { allRegions, buildMemoryMap } from './model.ts';
 import { mapInputFromHandover } from './sources.ts';
-
-function mapOf(scenario: string): MemoryMap {
-  const d = join(VECTORS, scenario, 'stage1');
-  const mem = openMemoryImage(join(d, 'mem'));
-  try {
-    const h = loadHandoverPath(join(d, 'out'), { memory: mem });
-    return buildMemoryMap(
-      mapInputFromHandover(h, {
-        memory: mem,
-        iomem: readFileSync(join(d, 'iomem'), 'utf8'),
-        dmesg: readFileSync(join(d, 'dmesg'), 'utf8'),
-      }),
-    );
-  } finally {
-    mem.close();
-  }
-}
 
 /** fdtget -t bx of (node, prop) pairs in one run; each value as little-endian unsigned. */
 function fdtgetLe(file: string, pairs: [string, string][]): bigint[] {
@@ -61,7 +44,7 @@ for (const scenario of SCENARIOS) {
   test(`${scenario} stage 1: every preserved block, tracker page, scratch area and reserve_mem region, attributed`, (t) => {
     if (!oracle(t, 'fdtget')) return;
     const d = join(VECTORS, scenario, 'stage1');
-    const map = mapOf(scenario);
+    const map = stage1MemoryMap(scenario);
     const regions = allRegions(map);
     const kho = regions.filter((r) => r.lane.startsWith('kho'));
 
@@ -172,7 +155,7 @@ for (const scenario of SCENARIOS) {
 }
 
 test('iomem: every top-level and nested line is a region; dmesg gives the NUMA nodes', () => {
-  const map = mapOf('numa-explicit');
+  const map = stage1MemoryMap('numa-explicit');
   const regions = allRegions(map);
   const text = readFileSync(join(VECTORS, 'numa-explicit/stage1/iomem'), 'utf8').trim().split('\n');
   const top = text.filter((l) => !l.startsWith(' '));

@@ -11,18 +11,16 @@
  * Under CI=true a missing Chromium fails the test (oracle()).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Page } from 'playwright-core';
-import { loadHandoverPath } from '../../src/abi/handover.ts';
-import { openMemoryImage } from '../../src/abi/memory/open.ts';
 import { renderHtml } from '../../src/map/html.ts';
 import { allRegions, buildMemoryMap, type MemoryMap } from '../../src/map/model.ts';
-import { mapInputFromHandover } from '../../src/map/sources.ts';
 import { CHROMIUM, oracle } from '../helpers/oracle.ts';
+import { stage1MemoryMap } from '../helpers/vectors.ts';
 import { syntheticInput } from './synthetic.ts';
 
 const FLAGS = [
@@ -35,26 +33,6 @@ const FLAGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
-
-function realMap(): MemoryMap {
-  const d = join(import.meta.dirname, '../vectors/linux-7.3.4/flat-explicit/stage1');
-  const mem = openMemoryImage(join(d, 'mem'));
-  try {
-    const h = loadHandoverPath(join(d, 'out'), { memory: mem });
-    return buildMemoryMap(
-      mapInputFromHandover(h, {
-        memory: mem,
-        iomem: readText(join(d, 'iomem')),
-        dmesg: readText(join(d, 'dmesg')),
-      }),
-    );
-  } finally {
-    mem.close();
-  }
-}
-function readText(p: string): string {
-  return readFileSync(p, 'utf8');
-}
 
 /*
  * The callbacks given to page.evaluate run in the page. tsconfig has no DOM library (nothing else here
@@ -162,7 +140,7 @@ test('kho map HTML in headless Chromium: loads cleanly, every region present and
     viewport: { width: 1400, height: 900 },
   });
   try {
-    const real = realMap();
+    const real = stage1MemoryMap('flat-explicit');
     const syn = syntheticInput(1n << 40n, 4, 300, 11);
     const synMap = buildMemoryMap(syn.input);
     // Producer names come from the handover: markup in them must stay text.
