@@ -163,3 +163,38 @@ test('property: sparse memory behaves like a flat byte array and costs only page
     { numRuns: 150 },
   );
 });
+
+test('sharePages: the arrays handed out keep their bytes while memory changes (copy on write)', () => {
+  const m = new PhysicalMemory(4096, 1n << 24n);
+  m.write(0x1000n, new Uint8Array([1, 2, 3]));
+  m.write(0x3000n, new Uint8Array([9]));
+  const shared = m.sharePages(0n, 0x4000n);
+  assert.deepEqual(
+    shared.map(([pfn]) => pfn),
+    [1, 3],
+  );
+  const [, p1] = shared[0];
+  const [, p3] = shared[1];
+  assert.equal(m.residentPage(1), p1); // untouched: the same array
+  m.write(0x1001n, new Uint8Array([7])); // small write path
+  m.fill(0x3002n, 2n, 5); // partial fill path
+  m.pageBytes(3, true)![10] = 4; // direct page access path
+  assert.deepEqual([...p1.subarray(0, 3)], [1, 2, 3]);
+  assert.deepEqual([...p3.subarray(0, 11)], [9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.notEqual(m.residentPage(1), p1);
+  assert.deepEqual([...m.read(0x1000n, 3)], [1, 7, 3]);
+  assert.deepEqual([...m.read(0x3000n, 11)], [9, 0, 5, 5, 0, 0, 0, 0, 0, 0, 4]);
+  m.zero(0x1000n, 0x1000n);
+  assert.equal(m.residentPage(1), undefined);
+  assert.deepEqual([...p1.subarray(0, 3)], [1, 2, 3]);
+});
+
+test('readU64/writeU64 and small reads: little-endian, across a page boundary, zeros where unwritten', () => {
+  const m = new PhysicalMemory(4096, 1n << 24n);
+  m.writeU64(0x1ffcn, 0x1122334455667788n); // straddles pages 1 and 2
+  assert.equal(m.readU64(0x1ffcn), 0x1122334455667788n);
+  assert.deepEqual([...m.read(0x1ffcn, 8)], [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+  assert.equal(m.readU64(0x5000n), 0n);
+  assert.throws(() => m.readU64((1n << 24n) - 4n), { code: 'SIM_BAD_ADDRESS' });
+  assert.throws(() => m.read(1n << 60n, 8), { code: 'SIM_BAD_ADDRESS' });
+});

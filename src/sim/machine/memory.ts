@@ -13,6 +13,11 @@
  * fingerprint of any range, however large: two ranges of the same length have the same digest exactly
  * when their contents are equal (up to SHA-256 collisions), because it hashes only the non-zero pages
  * with their offsets. Invariant checkers use it to assert that preserved memory survived a kexec.
+ *
+ * `sharePages(addr, len)` hands out the stored page arrays of a range without copying them; memory then
+ * copies such a page before any change (copy on write), so the arrays keep the contents they had and
+ * `residentPage(pfn) === array` proves a page unchanged. Accesses whose addresses are exact doubles
+ * (below 2^53) take a number fast path; `readU64`/`writeU64` allocate nothing but the result.
  */
 import { createHash } from 'node:crypto';
 import { KhoError } from '../../errors.ts';
@@ -35,6 +40,9 @@ export class PhysicalMemory {
   /** 8 bytes with a view, for `readU64`/`writeU64` without allocating. */
   private readonly word = new DataView(new ArrayBuffer(8));
   private readonly wordBytes = new Uint8Array(this.word.buffer);
+  /** Pages handed out by `sharePages`: changing one replaces it with a copy first (copy on write). */
+  private readonly shared = new WeakSet<Uint8Array>();
+  private anyShared = false;
 
   constructor(pageSize: number, limit: bigint) {
     if (!Number.isInteger(pageSize) || pageSize < 512 || (pageSize & (pageSize - 1)) !== 0)
@@ -135,6 +143,7 @@ export class PhysicalMemory {
     for (let done = 0; done < len; pfn++, off = 0) {
       const count = Math.min(ps - off, len - done);
       let page = this.pages.get(pfn);
+      if (page && this.anyShared && this.shared.has(page)) page = this.unshare(pfn, page);
       if (page && count <= 16) {
         for (let i = 0; i < count; i++) page[off + i] = data[done + i];
         done += count;
@@ -159,6 +168,7 @@ export class PhysicalMemory {
    */
   pageBytes(pfn: number, create: boolean): Uint8Array | undefined {
     let page = this.pages.get(pfn);
+    if (page && this.anyShared && this.shared.has(page)) page = this.unshare(pfn, page);
     if (!page && create) {
       if (!(pfn >= 0 && BigInt(pfn + 1) << this.pageShift <= this.limit))
         throw new KhoError('SIM_BAD_ADDRESS', `page frame 0x${pfn.toString(16)} is outside physical memory`, {
@@ -168,6 +178,35 @@ export class PhysicalMemory {
       this.pages.set(pfn, page);
     }
     return page;
+  }
+
+  /** Replace a shared page with a private copy (before changing it). */
+  private unshare(pfn: number, page: Uint8Array): Uint8Array {
+    const copy = page.slice();
+    this.pages.set(pfn, copy);
+    return copy;
+  }
+
+  /**
+   * The pages holding data in `[addr, addr+len)` as `[pfn, bytes]`, ascending, without copying: each
+   * page is marked shared, so any later change to memory there replaces the page with a changed copy
+   * and the arrays returned keep their contents. A snapshot for before/after checks that costs no copy:
+   * a page whose `residentPage(pfn)` is still the same array is unchanged.
+   */
+  sharePages(addr: bigint, len: bigint): [number, Uint8Array][] {
+    const out: [number, Uint8Array][] = [];
+    for (const pfn of this.residentPfnsIn(addr, len)) {
+      const page = this.pages.get(pfn)!;
+      this.shared.add(page);
+      out.push([pfn, page]);
+    }
+    if (out.length > 0) this.anyShared = true;
+    return out;
+  }
+
+  /** The stored array of page `pfn` (undefined when it holds nothing); read only, do not keep it. */
+  residentPage(pfn: number): Uint8Array | undefined {
+    return this.pages.get(pfn);
   }
 
   /**
@@ -195,6 +234,7 @@ export class PhysicalMemory {
         return;
       }
       let page = this.pages.get(pfn);
+      if (page && this.anyShared && this.shared.has(page)) page = this.unshare(pfn, page);
       if (!page) {
         if (byte === 0) return;
         page = new Uint8Array(this.pageSize);
