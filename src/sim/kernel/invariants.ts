@@ -100,28 +100,44 @@ export function checkKernel(k: Kernel): InvariantViolation[] {
 }
 
 /**
- * Every outgoing preserved range with a copy of each of its pages that holds data (pages never written
- * are zeros and cost nothing), before a kexec. Copying is far cheaper than hashing at these sizes.
+ * Every outgoing preserved range with each of its pages that holds data (pages never written are zeros
+ * and cost nothing), before a kexec. The pages are shared with memory, not copied
+ * (`PhysicalMemory.sharePages`: memory copies a shared page before changing it), so a page still
+ * stored as the same array afterwards is unchanged without comparing a byte.
  */
 export function snapshotPreserved(k: Kernel): PreservedSnapshot {
   const mem = k.machine.memory;
   const ps = k.machine.spec.pageSize;
-  const ranges = mergeBlockRanges(k.kho.preservedBlocks(), ps).map((r) => {
-    const runs: { pfn: number; bytes: Uint8Array }[] = [];
-    const pfns = mem.residentPfnsIn(r.start, r.size);
-    for (let i = 0; i < pfns.length; ) {
-      let j = i + 1;
-      while (j < pfns.length && pfns[j] === pfns[j - 1] + 1 && j - i < MAX_RUN_PAGES) j++;
-      runs.push({ pfn: pfns[i], bytes: mem.read(BigInt(pfns[i]) * BigInt(ps), (j - i) * ps) });
-      i = j;
-    }
-    return { start: r.start, size: r.size, runs };
-  });
+  const ranges = mergePreserved(k.kho.preservedPfns(), ps).map((r) => ({
+    start: r.start,
+    size: r.size,
+    runs: mem.sharePages(r.start, r.size).map(([pfn, bytes]) => ({ pfn, bytes })),
+  }));
   return { ranges, rootFdt: k.kho.rootFdtPhys };
 }
 
-/** Pages per copied run (64 MiB with 4 KiB pages): bounds each read. */
-const MAX_RUN_PAGES = 1 << 14;
+/** Outgoing preserved blocks (pfn → order) merged into sorted physical ranges. */
+function mergePreserved(
+  pfns: ReadonlyMap<number, number>,
+  pageSize: number,
+): { start: bigint; size: bigint }[] {
+  const iv = blocksToIv(pfns);
+  const out: { start: bigint; size: bigint }[] = [];
+  const ps = BigInt(pageSize);
+  let s = -1;
+  let e = -1;
+  for (const [b, end] of iv) {
+    if (b <= e) {
+      if (end > e) e = end;
+      continue;
+    }
+    if (s >= 0) out.push({ start: BigInt(s) * ps, size: BigInt(e - s) * ps });
+    s = b;
+    e = end;
+  }
+  if (s >= 0) out.push({ start: BigInt(s) * ps, size: BigInt(e - s) * ps });
+  return out;
+}
 
 export interface HandoverVerdict {
   accepted: boolean;
@@ -141,24 +157,31 @@ export function verifySnapshot(next: Kernel, snap: PreservedSnapshot): HandoverV
   const zero = new Uint8Array(ps);
   for (const r of snap.ranges) {
     let changed: number | undefined;
-    const covered = new Set<number>();
     for (const run of r.runs) {
+      const now = mem.residentPage(run.pfn);
+      if (now === run.bytes) continue; // still the shared page: unchanged
       const pages = run.bytes.length / ps;
-      for (let i = 0; i < pages; i++) covered.add(run.pfn + i);
-      if (changed !== undefined) continue;
-      const now = mem.read(BigInt(run.pfn) * psb, run.bytes.length);
-      if (Buffer.compare(now, run.bytes) === 0) continue;
+      const got = mem.read(BigInt(run.pfn) * psb, run.bytes.length);
+      if (Buffer.compare(got, run.bytes) === 0) continue;
       for (let i = 0; i < pages && changed === undefined; i++)
         if (
-          Buffer.compare(now.subarray(i * ps, (i + 1) * ps), run.bytes.subarray(i * ps, (i + 1) * ps)) !== 0
+          Buffer.compare(got.subarray(i * ps, (i + 1) * ps), run.bytes.subarray(i * ps, (i + 1) * ps)) !== 0
         )
           changed = run.pfn + i;
+      if (changed !== undefined) break;
     }
-    // pages that held nothing before must still hold nothing
-    if (changed === undefined)
-      changed = mem
-        .residentPfnsIn(r.start, r.size)
-        .find((pfn) => !covered.has(pfn) && Buffer.compare(mem.read(BigInt(pfn) * psb, ps), zero) !== 0);
+    // pages that held nothing before must still hold nothing (both lists ascending)
+    if (changed === undefined) {
+      let j = 0;
+      for (const pfn of mem.residentPfnsIn(r.start, r.size)) {
+        while (j < r.runs.length && r.runs[j].pfn + r.runs[j].bytes.length / ps <= pfn) j++;
+        if (j < r.runs.length && r.runs[j].pfn <= pfn) continue;
+        if (Buffer.compare(mem.read(BigInt(pfn) * psb, ps), zero) !== 0) {
+          changed = pfn;
+          break;
+        }
+      }
+    }
     if (changed !== undefined)
       violations.push({
         code: 'SIM_INVARIANT_PRESERVED_CHANGED',

@@ -130,9 +130,12 @@ export interface KexecHandoff {
   snapshot?: PreservedSnapshot;
 }
 
-/** Every preserved range and a copy of its pages that hold data, before a kexec (see invariants.ts). */
+/** Every preserved range and its pages that hold data, before a kexec (see invariants.ts). */
 export interface PreservedSnapshot {
-  /** `runs`: maximal runs of pages holding data, `pfn` first, with a copy of their bytes. */
+  /**
+   * `runs`: the pages holding data, `pfn` first, with their bytes then (arrays shared with memory,
+   * which copies a shared page before changing it: see `PhysicalMemory.sharePages`).
+   */
   ranges: { start: bigint; size: bigint; runs: { pfn: number; bytes: Uint8Array }[] }[];
   rootFdt: bigint;
 }
