@@ -1,8 +1,10 @@
 /**
  * A pylibfdt walk of blobs, the oracle for what a reader must see: for each blob, every node in
  * libfdt order with its offset, name and properties (offset, name, value hex), plus the memory
- * reservation entries and the result of libfdt's header check.
+ * reservation entries and the result of libfdt's header check. `ourWalk` is kho's reader's view of a
+ * parsed blob in the same shape, for comparing the two.
  */
+import type { FdtBlob } from '../../src/fdt/reader.ts';
 import { runPython } from './oracle.ts';
 
 export interface PyProp {
@@ -60,4 +62,23 @@ export function pyWalk(blobs: Uint8Array[]): PyWalk[] {
     blobs.map((b) => Buffer.from(b).toString('hex')),
   );
   return JSON.parse(out.toString('utf8')) as PyWalk[];
+}
+
+/** kho's reader's walk of a parsed blob, in `pyWalk`'s shape. */
+export function ourWalk(b: FdtBlob): PyWalk {
+  const nodes = [...b.nodes()].map((n) => ({
+    offset: n.offset,
+    depth: n.depth,
+    name: n.name,
+    props: n.props.map((p) => ({
+      offset: p.offset,
+      name: p.name,
+      value: Buffer.from(p.value).toString('hex'),
+    })),
+  }));
+  return {
+    error: null,
+    nodes,
+    reserves: b.reserves.map((r) => [`0x${r.address.toString(16)}`, `0x${r.size.toString(16)}`]),
+  };
 }

@@ -8,28 +8,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { type FdtBlob, parseFdt } from '../../src/fdt/reader.ts';
+import { parseFdt } from '../../src/fdt/reader.ts';
 import { arbTree, toDtsSource } from '../helpers/gen.ts';
 import { dtcCompile, oracle } from '../helpers/oracle.ts';
-import { type PyWalk, pyWalk } from '../helpers/pywalk.ts';
-
-function ourWalk(b: FdtBlob): PyWalk {
-  const nodes = [...b.nodes()].map((n) => ({
-    offset: n.offset,
-    depth: n.depth,
-    name: n.name,
-    props: n.props.map((p) => ({
-      offset: p.offset,
-      name: p.name,
-      value: Buffer.from(p.value).toString('hex'),
-    })),
-  }));
-  return {
-    error: null,
-    nodes,
-    reserves: b.reserves.map((r) => [`0x${r.address.toString(16)}`, `0x${r.size.toString(16)}`]),
-  };
-}
+import { ourWalk, pyWalk } from '../helpers/pywalk.ts';
 
 test('random dtc-compiled trees: reader sees what libfdt sees', (t) => {
   if (!oracle(t, 'dtc', 'pylibfdt')) return;
