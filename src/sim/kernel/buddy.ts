@@ -603,6 +603,11 @@ export class BuddyAllocator {
       .sort((a, b) => a[0] - b[0]);
   }
 
+  /** Call `fn(head, order)` for every free block, in no particular order (no copy, no sort). */
+  forEachFree(fn: (head: number, order: number) => void): void {
+    for (const [h, o] of this.freeBlocks) fn(h, o);
+  }
+
   /** Call `fn(head, order)` for every allocated block, in no particular order (no copy, no sort). */
   forEachAllocated(fn: (head: number, order: number) => void): void {
     for (const [h, b] of this.allocated) fn(h, b.order);

@@ -47,15 +47,24 @@ function blocksToIv(blocks: Iterable<[number, number]>): Iv[] {
   return [...blocks].map(([h, o]) => [h, h + 2 ** o] as Iv).sort((x, y) => x[0] - y[0]);
 }
 
+/** Sorted intervals of the blocks `each` reports as (head, order), without an intermediate list. */
+function collectIv(each: (fn: (head: number, order: number) => void) => void): Iv[] {
+  const out: Iv[] = [];
+  each((h, o) => {
+    out.push([h, h + 2 ** o]);
+  });
+  return out.sort((x, y) => x[0] - y[0]);
+}
+
 /** Every invariant violation of a running kernel. */
 export function checkKernel(k: Kernel): InvariantViolation[] {
   const out: InvariantViolation[] = [];
   const ps = BigInt(k.machine.spec.pageSize);
   const shift = k.machine.spec.pageShift;
   const pfnOf = (pa: bigint) => Number(pa >> BigInt(shift));
-  const free = blocksToIv(k.buddy.freeBlockList());
-  const allocated = blocksToIv(k.buddy.allocatedBlockList());
-  const outgoing = blocksToIv(k.kho.preservedBlocks().map((b) => [pfnOf(b.pa), b.order] as [number, number]));
+  const free = collectIv((fn) => k.buddy.forEachFree(fn));
+  const allocated = collectIv((fn) => k.buddy.forEachAllocated(fn));
+  const outgoing = blocksToIv(k.kho.preservedPfns());
   const incoming = blocksToIv(k.kho.unrestored());
   for (const [p, f] of overlaps(outgoing, free))
     out.push({
