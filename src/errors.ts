@@ -109,6 +109,24 @@ export interface Finding {
   expected?: string;
 }
 
+/** A finding from its parts; `path`, `offset` and `expected` appear only when given. */
+export function finding(
+  code: KhoErrorCode,
+  severity: Severity,
+  message: string,
+  path?: string,
+  extra: { offset?: number; expected?: string } = {},
+): Finding {
+  return {
+    code,
+    severity,
+    message,
+    ...(path !== undefined ? { path } : {}),
+    ...(extra.offset !== undefined ? { offset: extra.offset } : {}),
+    ...(extra.expected !== undefined ? { expected: extra.expected } : {}),
+  };
+}
+
 /** The finding for a thrown KhoError; `path` stands in when the error names none. */
 export function findingFromError(e: KhoError, severity: Severity = 'error', path?: string): Finding {
   const where = e.path ?? path;

@@ -21,7 +21,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { type Finding, findingFromError, KhoError, type Severity } from '../errors.ts';
+import { type Finding, finding, findingFromError, KhoError } from '../errors.ts';
 import { parseFdt } from '../fdt/reader.ts';
 import { decodeBitmapChunks } from './bitmap-chunks.ts';
 import { acceptKexecMetadata, type KexecMetadata, KHO_METADATA_NODE_NAME } from './kexec-metadata.ts';
@@ -152,22 +152,6 @@ export interface HandoverInput {
   label?: string;
 }
 
-function fnd(
-  code: `KHO_${string}`,
-  severity: Severity,
-  message: string,
-  path?: string,
-  expected?: string,
-): Finding {
-  return {
-    code,
-    severity,
-    message,
-    ...(path !== undefined ? { path } : {}),
-    ...(expected !== undefined ? { expected } : {}),
-  };
-}
-
 function hx(v: bigint | number): string {
   return `0x${v.toString(16)}`;
 }
@@ -228,12 +212,12 @@ export function decodeSubBlob(
   }
   if (name === MEMBLOCK_KHO_FDT || name === KHO_TEST_FDT) {
     findings.push(
-      fnd(
+      finding(
         'KHO_SUBBLOB_NOT_FDT',
         'error',
         `sub-blob '${name}' is not an FDT (no 0xd00dfeed magic): it may be a reused page`,
         where,
-        'an FDT',
+        { expected: 'an FDT' },
       ),
     );
     return { ...base, kind: 'raw', preview: preview(bytes) };
@@ -248,13 +232,9 @@ export function decodeSubBlob(
       };
     }
     findings.push(
-      fnd(
-        'KHO_METADATA_REJECTED',
-        'warning',
-        acc.warning ?? 'kexec-metadata rejected',
-        where,
-        '73 bytes, version 1',
-      ),
+      finding('KHO_METADATA_REJECTED', 'warning', acc.warning ?? 'kexec-metadata rejected', where, {
+        expected: '73 bytes, version 1',
+      }),
     );
     return { ...base, kind: 'kexec-metadata', preview: preview(bytes) };
   }
@@ -288,13 +268,13 @@ export function decodeSubBlob(
       return out;
     }
     findings.push(
-      fnd(
+      finding(
         'KHO_SUBBLOB_STALE',
         'warning',
         `sub-blob 'LUO' does not hold a LUO blob (no 'luo-v' compatible; it starts ${JSON.stringify(text)}): ` +
           'LUO frees its incoming page once consumed and the page was reused, while debugfs still points at it',
         where,
-        "a struct luo_ser starting 'luo-v'",
+        { expected: "a struct luo_ser starting 'luo-v'" },
       ),
     );
     return { ...base, kind: 'raw', preview: preview(bytes) };
@@ -323,12 +303,12 @@ function readFromMemory(
   }
   if (len > BigInt(MAX_SUBBLOB_READ)) {
     findings.push(
-      fnd(
+      finding(
         'KHO_SUBBLOB_TOO_BIG',
         'warning',
         `sub-blob is ${len} bytes; only the first ${PREVIEW_BYTES} are read`,
         where,
-        `at most ${MAX_SUBBLOB_READ} bytes to decode`,
+        { expected: `at most ${MAX_SUBBLOB_READ} bytes to decode` },
       ),
     );
     len = BigInt(PREVIEW_BYTES);
@@ -437,7 +417,7 @@ export function decodeHandover(input: HandoverInput): Handover {
         // A kernel walks its incoming map early in boot and does not keep the map's pages: an image
         // taken later shows whatever reused them (as the 7.3.4 stage-2 captures do).
         findings.push(
-          fnd(
+          finding(
             'KHO_MAP_STALE',
             'info',
             'the incoming preserved-memory map is consumed at boot and its pages reused; decode it from ' +
@@ -457,7 +437,7 @@ export function decodeHandover(input: HandoverInput): Handover {
       if (whole) {
         wholeAt = whole.at;
         findings.push(
-          fnd(
+          finding(
             'KHO_FDT_CUT_SHORT',
             'warning',
             `${label} is cut short: ${t.have} of ${t.totalsize} bytes (${t.totalsize - t.have} missing); ` +
@@ -468,7 +448,7 @@ export function decodeHandover(input: HandoverInput): Handover {
         root = decodeKhoRoot(whole.bytes, { profile });
       } else {
         findings.push(
-          fnd(
+          finding(
             'KHO_FDT_CUT_SHORT',
             'warning',
             `${label} is cut short: ${t.have} of ${t.totalsize} bytes (${t.totalsize - t.have} missing; Linux 7.3 fixes ` +
@@ -530,18 +510,18 @@ export function decodeHandover(input: HandoverInput): Handover {
       source = 'debugfs';
       if (st.size !== undefined && BigInt(file.length) !== st.size) {
         findings.push(
-          fnd(
+          finding(
             'KHO_SUBBLOB_SIZE_MISMATCH',
             'warning',
             `${dir}sub_fdts/${st.name} holds ${file.length} bytes but blob-size is ${st.size}`,
             where,
-            `${st.size} bytes`,
+            { expected: `${st.size} bytes` },
           ),
         );
       }
     } else if (bytes && file && Buffer.compare(Buffer.from(bytes), Buffer.from(file)) !== 0) {
       findings.push(
-        fnd(
+        finding(
           'KHO_SUBBLOB_DEBUGFS_DIFFERS',
           'warning',
           `${dir}sub_fdts/${st.name} differs from the blob in the memory image at ${hx(st.phys!)}; the memory image is used`,
@@ -560,7 +540,7 @@ export function decodeHandover(input: HandoverInput): Handover {
     if (bytes) Object.assign(sb, decodeSubBlob(st.name, bytes, profile, findings, where, input.memory));
     if (preserved && st.phys !== undefined && !covered(preserved.ranges, st.phys, st.size ?? 1n)) {
       findings.push(
-        fnd(
+        finding(
           'KHO_SUBBLOB_NOT_PRESERVED',
           'error',
           `sub-blob '${st.name}' at ${hx(st.phys)} is not in preserved memory: the next kernel may overwrite it`,
@@ -599,7 +579,7 @@ export function decodeHandover(input: HandoverInput): Handover {
         const n = sb.khoTest.nrFolios;
         if (n * 8 > area.length) {
           findings.push(
-            fnd(
+            finding(
               'KHO_TEST_FOLIOS_SHORT',
               'error',
               `folios_info holds ${area.length / 8} entries, nr_folios is ${n}`,
@@ -620,7 +600,7 @@ export function decodeHandover(input: HandoverInput): Handover {
             missing++;
             if (missing <= 8) {
               findings.push(
-                fnd(
+                finding(
                   'KHO_TEST_FOLIO_NOT_PRESERVED',
                   'error',
                   `self-test folio ${i} at ${hx(f.pa)} (order ${f.order}) is not a preserved block of that order: its restore would fail`,
@@ -643,7 +623,7 @@ export function decodeHandover(input: HandoverInput): Handover {
           sb.khoTest.csumComputed = sum;
           if (sb.khoTest.csum !== undefined && sum !== sb.khoTest.csum) {
             findings.push(
-              fnd(
+              finding(
                 'KHO_TEST_CSUM_MISMATCH',
                 'warning',
                 `the folios' checksum is ${hx(sum)}, the self-test recorded ${hx(sb.khoTest.csum)} (x86_64 csum_partial): its restore would fail`,
@@ -660,13 +640,18 @@ export function decodeHandover(input: HandoverInput): Handover {
       findings.push(...validatePreservedOutsideScratch(preserved.list, out.scratch, profile.pageSize));
     if (wholeAt !== undefined && !covered(preserved.ranges, wholeAt, BigInt(profile.pageSize))) {
       findings.push(
-        fnd('KHO_ROOT_NOT_PRESERVED', 'error', `the root FDT page at ${hx(wholeAt)} is not preserved`, '/'),
+        finding(
+          'KHO_ROOT_NOT_PRESERVED',
+          'error',
+          `the root FDT page at ${hx(wholeAt)} is not preserved`,
+          '/',
+        ),
       );
     }
     for (const r of out.reserveMem) {
       if (!covered(preserved.ranges, r.start, r.size)) {
         findings.push(
-          fnd(
+          finding(
             'KHO_RESERVE_MEM_NOT_PRESERVED',
             'error',
             `reserve_mem region '${r.name}' [${hx(r.start)}, +${hx(r.size)}) is not wholly preserved`,
@@ -790,7 +775,7 @@ export function loadHandoverFiles(files: HandoverFiles, path: string, opts: Load
     h.source = { kind: 'debugfs-dir', path };
     if (!hasFdt) {
       h.findings.unshift(
-        fnd(
+        finding(
           'KHO_DEBUGFS_NO_FDT',
           'info',
           direction === 'in'

@@ -19,7 +19,7 @@
  *   `encodeKhoRoot(state)` replays a decoded state (blob order = reverse registration order, except in
  *   kho-v1-6.16) through the builder, so decode → encode gives the original bytes.
  */
-import { type Finding, findingFromError, KhoError, type Severity } from '../errors.ts';
+import { type Finding, finding, findingFromError, KhoError } from '../errors.ts';
 import {
   type FdtBlob,
   type FdtNodeView,
@@ -85,23 +85,6 @@ export interface DecodeRootOptions {
   /** Page size for the size check and for a profile given by name (default 4096). */
   pageSize?: number;
   endian?: 'little' | 'big';
-}
-
-function finding(
-  code: `KHO_${string}`,
-  severity: Severity,
-  message: string,
-  path?: string,
-  extra: { offset?: number; expected?: string } = {},
-): Finding {
-  return {
-    code,
-    severity,
-    message,
-    ...(path !== undefined ? { path } : {}),
-    ...(extra.offset !== undefined ? { offset: extra.offset } : {}),
-    ...(extra.expected !== undefined ? { expected: extra.expected } : {}),
-  };
 }
 
 /** Guess the era among profiles sharing a compatible; kho-v1 6.16 blobs are never packed. */
