@@ -34,7 +34,7 @@ export class PhysicalMemory {
   readonly pageShift: bigint;
   /** Size of the physical address space: valid addresses are `[0, limit)`. */
   readonly limit: bigint;
-  private pages = new Map<number, Uint8Array>();
+  private pages = new PageTable();
   /** `limit` as a double when it is below 2^53 (so addresses below it are exact doubles), else 0. */
   private readonly limitNum: number;
   /** 8 bytes with a view, for `readU64`/`writeU64` without allocating. */
@@ -354,8 +354,94 @@ export class PhysicalMemory {
   restore(snap: MemorySnapshot): void {
     if (snap.pageSize !== this.pageSize)
       throw new KhoError('SIM_BAD_ARGUMENT', `snapshot page size ${snap.pageSize} != ${this.pageSize}`);
-    this.pages = new Map();
+    this.pages = new PageTable();
     for (const [pfn, page] of snap.pages) this.pages.set(pfn, page.slice());
+  }
+}
+
+/** Page frames per `PageTable` chunk. */
+const CHUNK = 256;
+
+/**
+ * pfn → page, as a map of chunks of `CHUNK` slots (the Map subset memory needs): a lookup is a probe
+ * of a small map (the last chunk cached) and an array index, instead of a probe of a map with an entry
+ * per resident page. Iteration goes chunk by chunk, ascending within a chunk.
+ */
+class PageTable {
+  private readonly chunks = new Map<number, (Uint8Array | undefined)[]>();
+  private lastId = -1;
+  private last: (Uint8Array | undefined)[] | undefined;
+  size = 0;
+
+  private chunk(id: number): (Uint8Array | undefined)[] | undefined {
+    if (id === this.lastId) return this.last;
+    const c = this.chunks.get(id);
+    if (c !== undefined) {
+      this.lastId = id;
+      this.last = c;
+    }
+    return c;
+  }
+
+  get(pfn: number): Uint8Array | undefined {
+    const id = Math.floor(pfn / CHUNK);
+    return this.chunk(id)?.[pfn - id * CHUNK];
+  }
+
+  has(pfn: number): boolean {
+    return this.get(pfn) !== undefined;
+  }
+
+  set(pfn: number, page: Uint8Array): void {
+    const id = Math.floor(pfn / CHUNK);
+    let c = this.chunk(id);
+    if (c === undefined) {
+      c = new Array<Uint8Array | undefined>(CHUNK).fill(undefined);
+      this.chunks.set(id, c);
+      this.lastId = id;
+      this.last = c;
+    }
+    const i = pfn - id * CHUNK;
+    if (c[i] === undefined) this.size++;
+    c[i] = page;
+  }
+
+  delete(pfn: number): boolean {
+    const id = Math.floor(pfn / CHUNK);
+    const c = this.chunk(id);
+    const i = pfn - id * CHUNK;
+    if (c === undefined || c[i] === undefined) return false;
+    c[i] = undefined;
+    this.size--;
+    if (c.every((p) => p === undefined)) {
+      // an empty chunk costs nothing either
+      this.chunks.delete(id);
+      if (this.lastId === id) {
+        this.lastId = -1;
+        this.last = undefined;
+      }
+    }
+    return true;
+  }
+
+  clear(): void {
+    this.chunks.clear();
+    this.lastId = -1;
+    this.last = undefined;
+    this.size = 0;
+  }
+
+  *keys(): IterableIterator<number> {
+    for (const [id, c] of this.chunks)
+      for (let i = 0; i < CHUNK; i++) if (c[i] !== undefined) yield id * CHUNK + i;
+  }
+
+  *[Symbol.iterator](): IterableIterator<[number, Uint8Array]> {
+    for (const [id, c] of this.chunks)
+      for (let i = 0; i < CHUNK; i++) {
+        const page = c[i];
+        if (page !== undefined) yield [id * CHUNK + i, page];
+      }
   }
 }
 
