@@ -349,6 +349,97 @@ class Stamps implements ReadonlyMap<number, number> {
   }
 }
 
+/** Page frames per `PfnOrderTable` chunk. */
+const PFN_CHUNK = 1024;
+
+/**
+ * pfn → order for the outgoing preserved blocks (a `Map` subset plus `ReadonlyMap`), stored as
+ * `order + 1` bytes in chunks of `PFN_CHUNK` page frames: setting one is a probe of a small map (the
+ * last chunk cached) and a byte store, not an entry in a map of every block. Iteration goes chunk by
+ * chunk (in the order chunks were created), ascending within a chunk.
+ */
+class PfnOrderTable implements ReadonlyMap<number, number> {
+  private readonly chunks = new Map<number, Int8Array>();
+  private readonly counts = new Map<number, number>();
+  private lastId = -1;
+  private last: Int8Array | undefined;
+  private n = 0;
+
+  private chunk(id: number, create: boolean): Int8Array | undefined {
+    if (id === this.lastId) return this.last;
+    let c = this.chunks.get(id);
+    if (c === undefined) {
+      if (!create) return undefined;
+      c = new Int8Array(PFN_CHUNK);
+      this.chunks.set(id, c);
+      this.counts.set(id, 0);
+    }
+    this.lastId = id;
+    this.last = c;
+    return c;
+  }
+
+  get size(): number {
+    return this.n;
+  }
+  get(pfn: number): number | undefined {
+    const id = Math.floor(pfn / PFN_CHUNK);
+    const v = this.chunk(id, false)?.[pfn - id * PFN_CHUNK];
+    return v ? v - 1 : undefined;
+  }
+  has(pfn: number): boolean {
+    return this.get(pfn) !== undefined;
+  }
+  set(pfn: number, order: number): void {
+    const id = Math.floor(pfn / PFN_CHUNK);
+    const c = this.chunk(id, true)!;
+    const i = pfn - id * PFN_CHUNK;
+    if (c[i] === 0) {
+      this.n++;
+      this.counts.set(id, this.counts.get(id)! + 1);
+    }
+    c[i] = order + 1;
+  }
+  delete(pfn: number): boolean {
+    const id = Math.floor(pfn / PFN_CHUNK);
+    const c = this.chunk(id, false);
+    const i = pfn - id * PFN_CHUNK;
+    if (c === undefined || c[i] === 0) return false;
+    c[i] = 0;
+    this.n--;
+    const left = this.counts.get(id)! - 1;
+    if (left > 0) this.counts.set(id, left);
+    else {
+      this.chunks.delete(id);
+      this.counts.delete(id);
+      if (this.lastId === id) {
+        this.lastId = -1;
+        this.last = undefined;
+      }
+    }
+    return true;
+  }
+  *entries(): MapIterator<[number, number]> {
+    for (const [id, c] of this.chunks)
+      for (let i = 0; i < PFN_CHUNK; i++) if (c[i] !== 0) yield [id * PFN_CHUNK + i, c[i] - 1];
+  }
+  *keys(): MapIterator<number> {
+    for (const [k] of this.entries()) yield k;
+  }
+  *values(): MapIterator<number> {
+    for (const [, v] of this.entries()) yield v;
+  }
+  [Symbol.iterator](): MapIterator<[number, number]> {
+    return this.entries();
+  }
+  forEach(
+    fn: (value: number, key: number, map: ReadonlyMap<number, number>) => void,
+    thisArg?: unknown,
+  ): void {
+    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+  }
+}
+
 export interface KhoSubtreeInfo {
   name: string;
   phys: bigint;
@@ -450,7 +541,7 @@ export class KhoCore {
   private builder: KhoRootBuilder | null = null;
   private fdtPa = 0n;
   /** Outgoing preserved blocks: pfn → order (one bit each, no reference count). */
-  private readonly preserved = new Map<number, number>();
+  private readonly preserved = new PfnOrderTable();
   private readonly subtrees: KhoSubtreeInfo[] = [];
   /** Incoming head pages still stamped with KHO_PAGE_MAGIC: pfn → order. */
   private stamps = new Stamps(new Float64Array(0), new Uint8Array(0), 0);
