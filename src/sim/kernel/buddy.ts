@@ -157,6 +157,86 @@ function blockOf(order: number, migratetype: MigrateType): Block {
   return b;
 }
 
+const MIGRATE_TYPES: readonly MigrateType[] = ['unmovable', 'movable', 'reclaimable'];
+/** Page frames per `BlockTable` chunk. */
+const BLOCK_CHUNK = 1024;
+
+/**
+ * Allocated block heads: pfn → block (a `Map` subset), one byte per page frame in chunks of
+ * `BLOCK_CHUNK` (`1 + order + 64 × migrate type index`, 0 = none), so claiming 10 000 restored folios
+ * is byte stores, not map entries. Iteration goes chunk by chunk, ascending within a chunk.
+ */
+class BlockTable {
+  private readonly chunks = new Map<number, Uint8Array>();
+  private readonly counts = new Map<number, number>();
+  private lastId = -1;
+  private last: Uint8Array | undefined;
+  size = 0;
+
+  private chunk(id: number, create: boolean): Uint8Array | undefined {
+    if (id === this.lastId) return this.last;
+    let c = this.chunks.get(id);
+    if (c === undefined) {
+      if (!create) return undefined;
+      c = new Uint8Array(BLOCK_CHUNK);
+      this.chunks.set(id, c);
+      this.counts.set(id, 0);
+    }
+    this.lastId = id;
+    this.last = c;
+    return c;
+  }
+
+  get(pfn: number): Block | undefined {
+    const id = Math.floor(pfn / BLOCK_CHUNK);
+    const v = this.chunk(id, false)?.[pfn - id * BLOCK_CHUNK];
+    return v ? blockOf((v - 1) & 63, MIGRATE_TYPES[(v - 1) >> 6]) : undefined;
+  }
+
+  set(pfn: number, b: Block): void {
+    const id = Math.floor(pfn / BLOCK_CHUNK);
+    const c = this.chunk(id, true)!;
+    const i = pfn - id * BLOCK_CHUNK;
+    if (c[i] === 0) {
+      this.size++;
+      this.counts.set(id, this.counts.get(id)! + 1);
+    }
+    c[i] = 1 + b.order + 64 * MIGRATE_TYPES.indexOf(b.migratetype);
+  }
+
+  delete(pfn: number): boolean {
+    const id = Math.floor(pfn / BLOCK_CHUNK);
+    const c = this.chunk(id, false);
+    const i = pfn - id * BLOCK_CHUNK;
+    if (c === undefined || c[i] === 0) return false;
+    c[i] = 0;
+    this.size--;
+    const left = this.counts.get(id)! - 1;
+    if (left > 0) this.counts.set(id, left);
+    else {
+      this.chunks.delete(id);
+      this.counts.delete(id);
+      if (this.lastId === id) {
+        this.lastId = -1;
+        this.last = undefined;
+      }
+    }
+    return true;
+  }
+
+  *entries(): IterableIterator<[number, Block]> {
+    for (const [id, c] of this.chunks)
+      for (let i = 0; i < BLOCK_CHUNK; i++) {
+        const v = c[i];
+        if (v !== 0) yield [id * BLOCK_CHUNK + i, blockOf((v - 1) & 63, MIGRATE_TYPES[(v - 1) >> 6])];
+      }
+  }
+
+  [Symbol.iterator](): IterableIterator<[number, Block]> {
+    return this.entries();
+  }
+}
+
 export class BuddyAllocator {
   readonly maxOrder: number;
   readonly pageblockOrder: number;
@@ -165,7 +245,7 @@ export class BuddyAllocator {
   private freeBlocks = new Map<number, number>();
   /** Free lists: key `${nid}:${cma?1:0}:${order}` → heads (insertion-ordered). */
   private lists = new Map<string, Set<number>>();
-  private allocated = new Map<number, Block>();
+  private allocated = new BlockTable();
   private reserved = new IntervalSet();
   private preserved = new IntervalSet();
   /** Pageblock indexes that are MIGRATE_CMA. */
@@ -266,7 +346,7 @@ export class BuddyAllocator {
   }
 
   private blockContaining(
-    map: Map<number, number> | Map<number, Block>,
+    map: { get(pfn: number): number | Block | undefined },
     pfn: number,
   ): [number, number] | undefined {
     for (let o = 0; o <= this.maxOrder; o++) {
@@ -510,8 +590,7 @@ export class BuddyAllocator {
       throw new KhoError('SIM_BAD_FREE', `pfn 0x${pfn.toString(16)} is not an allocated block head`, {
         path: `pfn:0x${pfn.toString(16)}`,
       });
-    for (let p = pfn; p < pfn + 2 ** b.order; p++)
-      this.allocated.set(p, { order: 0, migratetype: b.migratetype });
+    for (let p = pfn; p < pfn + 2 ** b.order; p++) this.allocated.set(p, blockOf(0, b.migratetype));
   }
 
   /** Mark pages preserved: never handed out (free ones become reserved now, freed ones later). */
