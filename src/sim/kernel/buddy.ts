@@ -167,20 +167,19 @@ const BLOCK_CHUNK = 1024;
  * is byte stores, not map entries. Iteration goes chunk by chunk, ascending within a chunk.
  */
 class BlockTable {
-  private readonly chunks = new Map<number, Uint8Array>();
-  private readonly counts = new Map<number, number>();
+  /** Chunks; slot `BLOCK_CHUNK` holds the chunk's number of entries. */
+  private readonly chunks = new Map<number, Uint16Array>();
   private lastId = -1;
-  private last: Uint8Array | undefined;
+  private last: Uint16Array | undefined;
   size = 0;
 
-  private chunk(id: number, create: boolean): Uint8Array | undefined {
+  private chunk(id: number, create: boolean): Uint16Array | undefined {
     if (id === this.lastId) return this.last;
     let c = this.chunks.get(id);
     if (c === undefined) {
       if (!create) return undefined;
-      c = new Uint8Array(BLOCK_CHUNK);
+      c = new Uint16Array(BLOCK_CHUNK + 1);
       this.chunks.set(id, c);
-      this.counts.set(id, 0);
     }
     this.lastId = id;
     this.last = c;
@@ -199,7 +198,7 @@ class BlockTable {
     const i = pfn - id * BLOCK_CHUNK;
     if (c[i] === 0) {
       this.size++;
-      this.counts.set(id, this.counts.get(id)! + 1);
+      c[BLOCK_CHUNK]++;
     }
     c[i] = 1 + b.order + 64 * MIGRATE_TYPES.indexOf(b.migratetype);
   }
@@ -211,11 +210,8 @@ class BlockTable {
     if (c === undefined || c[i] === 0) return false;
     c[i] = 0;
     this.size--;
-    const left = this.counts.get(id)! - 1;
-    if (left > 0) this.counts.set(id, left);
-    else {
+    if (--c[BLOCK_CHUNK] === 0) {
       this.chunks.delete(id);
-      this.counts.delete(id);
       if (this.lastId === id) {
         this.lastId = -1;
         this.last = undefined;

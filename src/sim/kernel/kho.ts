@@ -359,20 +359,19 @@ const PFN_CHUNK = 1024;
  * chunk (in the order chunks were created), ascending within a chunk.
  */
 class PfnOrderTable implements ReadonlyMap<number, number> {
-  private readonly chunks = new Map<number, Int8Array>();
-  private readonly counts = new Map<number, number>();
+  /** Chunks; slot `PFN_CHUNK` holds the chunk's number of entries. */
+  private readonly chunks = new Map<number, Uint16Array>();
   private lastId = -1;
-  private last: Int8Array | undefined;
+  private last: Uint16Array | undefined;
   private n = 0;
 
-  private chunk(id: number, create: boolean): Int8Array | undefined {
+  private chunk(id: number, create: boolean): Uint16Array | undefined {
     if (id === this.lastId) return this.last;
     let c = this.chunks.get(id);
     if (c === undefined) {
       if (!create) return undefined;
-      c = new Int8Array(PFN_CHUNK);
+      c = new Uint16Array(PFN_CHUNK + 1);
       this.chunks.set(id, c);
-      this.counts.set(id, 0);
     }
     this.lastId = id;
     this.last = c;
@@ -396,7 +395,7 @@ class PfnOrderTable implements ReadonlyMap<number, number> {
     const i = pfn - id * PFN_CHUNK;
     if (c[i] === 0) {
       this.n++;
-      this.counts.set(id, this.counts.get(id)! + 1);
+      c[PFN_CHUNK]++;
     }
     c[i] = order + 1;
   }
@@ -407,11 +406,8 @@ class PfnOrderTable implements ReadonlyMap<number, number> {
     if (c === undefined || c[i] === 0) return false;
     c[i] = 0;
     this.n--;
-    const left = this.counts.get(id)! - 1;
-    if (left > 0) this.counts.set(id, left);
-    else {
+    if (--c[PFN_CHUNK] === 0) {
       this.chunks.delete(id);
-      this.counts.delete(id);
       if (this.lastId === id) {
         this.lastId = -1;
         this.last = undefined;
