@@ -239,8 +239,8 @@ export class BuddyAllocator {
   private ranges: ManagedRange[] = [];
   /** Free blocks: head pfn → order. */
   private freeBlocks = new Map<number, number>();
-  /** Free lists: key `${nid}:${cma?1:0}:${order}` → heads (insertion-ordered). */
-  private lists = new Map<string, Set<number>>();
+  /** Free lists: key `(nid + 1) * 64 + (cma ? 32 : 0) + order` → heads (insertion-ordered). */
+  private lists = new Map<number, Set<number>>();
   private allocated = new BlockTable();
   private reserved = new IntervalSet();
   private preserved = new IntervalSet();
@@ -315,8 +315,8 @@ export class BuddyAllocator {
     return this.cmaBlocks.has(Math.floor(pfn / 2 ** this.pageblockOrder));
   }
 
-  private listKey(nid: number, cma: boolean, order: number): string {
-    return `${nid}:${cma ? 1 : 0}:${order}`;
+  private listKey(nid: number, cma: boolean, order: number): number {
+    return (nid + 1) * 64 + (cma ? 32 : 0) + order;
   }
 
   private insertFree(pfn: number, order: number): void {
@@ -696,6 +696,7 @@ export class BuddyAllocator {
 
 /** Count of trailing zero bits of a positive safe integer. */
 function ctz(n: number): number {
+  if (n > 0 && n < 2 ** 31) return 31 - Math.clz32(n & -n);
   let c = 0;
   let v = n;
   while (v % 2 === 0 && c < 53) {
