@@ -220,6 +220,18 @@ class BlockTable {
     return true;
   }
 
+  /** `fn(head, order)` for every block, heads ascending, without an iterator per entry. */
+  forEachOrder(fn: (head: number, order: number) => void): void {
+    for (const id of [...this.chunks.keys()].sort((x, y) => x - y)) {
+      const c = this.chunks.get(id)!;
+      const base = id * BLOCK_CHUNK;
+      for (let i = 0; i < BLOCK_CHUNK; i++) {
+        const v = c[i];
+        if (v !== 0) fn(base + i, (v - 1) & 63);
+      }
+    }
+  }
+
   *entries(): IterableIterator<[number, Block]> {
     for (const [id, c] of this.chunks)
       for (let i = 0; i < BLOCK_CHUNK; i++) {
@@ -683,9 +695,9 @@ export class BuddyAllocator {
     for (const [h, o] of this.freeBlocks) fn(h, o);
   }
 
-  /** Call `fn(head, order)` for every allocated block, in no particular order (no copy, no sort). */
+  /** Call `fn(head, order)` for every allocated block, heads ascending (no copy). */
   forEachAllocated(fn: (head: number, order: number) => void): void {
-    for (const [h, b] of this.allocated) fn(h, b.order);
+    this.allocated.forEachOrder(fn);
   }
 
   /** Reserved pfn intervals `[start, end)` with tags, ascending. */

@@ -43,10 +43,6 @@ function overlaps(a: Iv[], b: Iv[]): [Iv, Iv][] {
   return out;
 }
 
-function blocksToIv(blocks: Iterable<[number, number]>): Iv[] {
-  return [...blocks].map(([h, o]) => [h, h + 2 ** o] as Iv).sort((x, y) => x[0] - y[0]);
-}
-
 /** Sorted intervals of the blocks `each` reports as (head, order), without an intermediate list. */
 function collectIv(each: (fn: (head: number, order: number) => void) => void): Iv[] {
   const out: Iv[] = [];
@@ -64,8 +60,8 @@ export function checkKernel(k: Kernel): InvariantViolation[] {
   const pfnOf = (pa: bigint) => Number(pa >> BigInt(shift));
   const free = collectIv((fn) => k.buddy.forEachFree(fn));
   const allocated = collectIv((fn) => k.buddy.forEachAllocated(fn));
-  const outgoing = blocksToIv(k.kho.preservedPfns());
-  const incoming = blocksToIv(k.kho.unrestored());
+  const outgoing = collectIv((fn) => k.kho.preservedPfns().forEach((o, h) => fn(h, o)));
+  const incoming = collectIv((fn) => k.kho.unrestored().forEach((o, h) => fn(h, o)));
   for (const [p, f] of overlaps(outgoing, free))
     out.push({
       code: 'SIM_INVARIANT_PRESERVED_FREE',
@@ -130,7 +126,7 @@ function mergePreserved(
   pfns: ReadonlyMap<number, number>,
   pageSize: number,
 ): { start: bigint; size: bigint }[] {
-  const iv = blocksToIv(pfns);
+  const iv = collectIv((fn) => pfns.forEach((o, h) => fn(h, o)));
   const out: { start: bigint; size: bigint }[] = [];
   const ps = BigInt(pageSize);
   let s = -1;

@@ -341,11 +341,13 @@ class Stamps implements ReadonlyMap<number, number> {
   [Symbol.iterator](): MapIterator<[number, number]> {
     return this.entries();
   }
+  /** In pfn order, without an iterator per entry. */
   forEach(
     fn: (value: number, key: number, map: ReadonlyMap<number, number>) => void,
     thisArg?: unknown,
   ): void {
-    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+    for (let i = 0; i < this.n; i++)
+      if (this.live[i] === 1) fn.call(thisArg, this.order[i], this.pfn[i], this);
   }
 }
 
@@ -415,9 +417,15 @@ class PfnOrderTable implements ReadonlyMap<number, number> {
     }
     return true;
   }
+  /** Chunk ids ascending (so iteration is in pfn order). */
+  private ids(): number[] {
+    return [...this.chunks.keys()].sort((x, y) => x - y);
+  }
   *entries(): MapIterator<[number, number]> {
-    for (const [id, c] of this.chunks)
+    for (const id of this.ids()) {
+      const c = this.chunks.get(id)!;
       for (let i = 0; i < PFN_CHUNK; i++) if (c[i] !== 0) yield [id * PFN_CHUNK + i, c[i] - 1];
+    }
   }
   *keys(): MapIterator<number> {
     for (const [k] of this.entries()) yield k;
@@ -428,11 +436,16 @@ class PfnOrderTable implements ReadonlyMap<number, number> {
   [Symbol.iterator](): MapIterator<[number, number]> {
     return this.entries();
   }
+  /** In pfn order, without an iterator per entry. */
   forEach(
     fn: (value: number, key: number, map: ReadonlyMap<number, number>) => void,
     thisArg?: unknown,
   ): void {
-    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+    for (const id of this.ids()) {
+      const c = this.chunks.get(id)!;
+      const base = id * PFN_CHUNK;
+      for (let i = 0; i < PFN_CHUNK; i++) if (c[i] !== 0) fn.call(thisArg, c[i] - 1, base + i, this);
+    }
   }
 }
 
