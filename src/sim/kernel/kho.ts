@@ -196,8 +196,7 @@ class RadixTracker implements MapTracker {
   }
 
   /** The leaf holding `key` (allocating the missing path, kernel order, when `create`). */
-  private leafFor(key: number, create: boolean): RadixNode | undefined {
-    const leafId = Math.floor(key / this.div[0]);
+  private leafFor(key: number, leafId: number, create: boolean): RadixNode | undefined {
     if (leafId === this.lastId) return this.last;
     let leaf = this.levels[0].get(leafId);
     if (leaf === undefined) {
@@ -246,9 +245,10 @@ class RadixTracker implements MapTracker {
   setPfnBit(pfn: number, order: number, on: boolean): boolean {
     const { order0Log2 } = this.geo;
     const key = 2 ** (order0Log2 - order) + pfn / 2 ** order;
-    const leaf = this.leafFor(key, on);
+    const leafId = Math.floor(key / this.div[0]);
+    const leaf = this.leafFor(key, leafId, on);
     if (leaf === undefined) return false;
-    const bit = key % this.div[0];
+    const bit = key - leafId * this.div[0];
     const byte = this.le ? bit >> 3 : ((bit >> 6) << 3) + 7 - ((bit & 63) >> 3);
     const mask = 1 << (bit & 7);
     const bytes = leaf.bytes!;
@@ -323,11 +323,15 @@ class Stamps implements ReadonlyMap<number, number> {
     return this.find(pfn) >= 0;
   }
   delete(pfn: number): boolean {
+    return this.take(pfn) !== undefined;
+  }
+  /** Remove the stamp of `pfn`; its order, or undefined when there was none. */
+  take(pfn: number): number | undefined {
     const i = this.find(pfn);
-    if (i < 0) return false;
+    if (i < 0) return undefined;
     this.live[i] = 0;
     this.count--;
-    return true;
+    return this.order[i];
   }
   *entries(): MapIterator<[number, number]> {
     for (let i = 0; i < this.n; i++) if (this.live[i] === 1) yield [this.pfn[i], this.order[i]];
@@ -1028,9 +1032,8 @@ export class KhoCore {
     let pfn = this.pfnOf(pa);
     const aligned = pfn >= 0;
     if (!aligned) pfn = Number(pa >> this.pageShift);
-    const order = this.stamps.get(pfn);
+    const order = this.buddy ? this.stamps.take(pfn) : undefined;
     if (order === undefined || !this.buddy) return this.refuse(pa);
-    this.stamps.delete(pfn);
     this.buddy.claimReserved(pfn, order);
     return { pa: aligned ? pa : BigInt(pfn) << this.pageShift, order };
   }
