@@ -198,3 +198,14 @@ test('readU64/writeU64 and small reads: little-endian, across a page boundary, z
   assert.throws(() => m.readU64((1n << 24n) - 4n), { code: 'SIM_BAD_ADDRESS' });
   assert.throws(() => m.read(1n << 60n, 8), { code: 'SIM_BAD_ADDRESS' });
 });
+
+test('addresses beyond 2^53 keep their exact page and offset (a 2^64-byte address space)', () => {
+  const m = new PhysicalMemory(4096, 1n << 64n);
+  const pa = (1n << 60n) + 0x1234n; // not representable exactly as a double
+  m.write(pa, new Uint8Array([0xaa, 0xbb]));
+  assert.deepEqual([...m.read(pa - 1n, 4)], [0, 0xaa, 0xbb, 0]);
+  assert.deepEqual(m.residentPfnsIn(pa & ~0xfffn, 4096n), [Number(pa >> 12n)]);
+  m.writeU64((1n << 64n) - 8n, 0x0102030405060708n);
+  assert.equal(m.readU64((1n << 64n) - 8n), 0x0102030405060708n);
+  assert.equal(m.readU64((1n << 64n) - 16n), 0n);
+});

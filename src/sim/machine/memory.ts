@@ -57,7 +57,7 @@ export class PhysicalMemory {
 
   /**
    * The address as a double when `[addr, addr+len)` is inside memory and below 2^53 (the fast path:
-   * exact double arithmetic), -1 otherwise (the caller then takes the bigint path, which throws).
+   * exact double arithmetic), -1 otherwise (the caller then checks and splits it in bigint).
    */
   private fastAddr(addr: bigint, len: number): number {
     const a = Number(addr);
@@ -108,15 +108,13 @@ export class PhysicalMemory {
   read(addr: bigint, len: number): Uint8Array {
     if (!Number.isSafeInteger(len) || len < 0 || len > MAX_READ_BYTES)
       throw new KhoError('SIM_BAD_ADDRESS', `read length ${len} is not in [0, ${MAX_READ_BYTES}]`);
-    let a = this.fastAddr(addr, len);
-    if (a < 0) {
-      this.check(addr, BigInt(len), 'read');
-      a = Number(addr);
-    }
+    const a = this.fastAddr(addr, len);
+    if (a < 0) this.check(addr, BigInt(len), 'read');
     const out = new Uint8Array(len);
     const ps = this.pageSize;
-    let pfn = Math.floor(a / ps);
-    let off = a - pfn * ps;
+    // the page and offset exactly: in doubles below 2^53, else in bigint (pfn < 2^52 then)
+    let pfn = a >= 0 ? Math.floor(a / ps) : Number(addr >> this.pageShift);
+    let off = a >= 0 ? a - pfn * ps : Number(addr & BigInt(ps - 1));
     for (let done = 0; done < len; pfn++, off = 0) {
       const count = Math.min(ps - off, len - done);
       const page = this.pages.get(pfn);
@@ -132,14 +130,12 @@ export class PhysicalMemory {
   /** Write `data` at `addr`. */
   write(addr: bigint, data: Uint8Array): void {
     const len = data.length;
-    let a = this.fastAddr(addr, len);
-    if (a < 0) {
-      this.check(addr, BigInt(len), 'write');
-      a = Number(addr);
-    }
+    const a = this.fastAddr(addr, len);
+    if (a < 0) this.check(addr, BigInt(len), 'write');
     const ps = this.pageSize;
-    let pfn = Math.floor(a / ps);
-    let off = a - pfn * ps;
+    // the page and offset exactly: in doubles below 2^53, else in bigint (pfn < 2^52 then)
+    let pfn = a >= 0 ? Math.floor(a / ps) : Number(addr >> this.pageShift);
+    let off = a >= 0 ? a - pfn * ps : Number(addr & BigInt(ps - 1));
     for (let done = 0; done < len; pfn++, off = 0) {
       const count = Math.min(ps - off, len - done);
       let page = this.pages.get(pfn);
