@@ -2,7 +2,8 @@
  * Sparse physical memory with real contents.
  *
  * Contract: a `PhysicalMemory` of any size (a 1 TiB machine included) costs only the pages that hold
- * written data: a `Map` from page frame number to one page-sized `Uint8Array`. Reading a page that was
+ * written data: one page-sized `Uint8Array` per such page, found by page frame number through a table of
+ * 256-frame chunks (a chunk exists only while one of its pages does). Reading a page that was
  * never written gives zeros without allocating. Reads and writes take any physical address (`bigint`) and
  * any length, crossing page boundaries freely; every access is checked against the address-space size
  * given at construction and fails with `SIM_BAD_ADDRESS` (never a RangeError). `zero()` and `clear()` give
