@@ -7,8 +7,11 @@
  *    self-test, and a producer that owns 10 000 order-0 folios: on a cold boot it allocates, fills and
  *    preserves them; after each kexec it restores every one (checking the first word) and preserves it
  *    again, so the state really is carried hop after hop. A hop = `kexecLoad(-s)` + `kexecExec()` (the
- *    whole next boot: populate, map walk of 10 000 blocks, buddy, kho_init, producers). Timed after 3
- *    warm-up hops; also timed without the invariant checker's snapshot (plain `kexecExec`) and with it.
+ *    whole next boot: populate, map walk of 10 000 blocks, buddy, kho_init, producers). Timed after
+ *    `--warmup` hops (default 30: the JIT and the heap settle over the first ~20 hops; the warm-up's
+ *    own rate is reported too); timed without the invariant checker (plain `kexecExec`) and with it
+ *    (`kexecChecked`: invariants on both sides, preserved pages snapshotted and compared). The time
+ *    inside the producer's restore + re-preserve loop is reported apart from the rest of the hop.
  * 2. Memory: RSS growth (after GC) for `Machine.create({ memory: '1T' })` alone, then with a kernel booted
  *    on it (memblock, buddy free lists, KHO state). Run with `--expose-gc` for exact numbers (the script
  *    re-executes itself with it when missing).
@@ -42,6 +45,9 @@ const arg = (name: string, dflt: number) => {
 };
 const HOPS = arg('--hops', 200);
 const FOLIOS = arg('--folios', 10_000);
+const WARMUP = arg('--warmup', 30);
+/** Milliseconds spent inside the producer's onRestore (restore, check, re-preserve, save). */
+let producerMs = 0;
 const IMAGE: KernelImageSpec = {
   ...DEFAULT_IMAGE,
   config: { ...VECTOR_KERNEL_CONFIG, CONFIG_TEST_KEXEC_HANDOVER: false },
@@ -75,6 +81,7 @@ function folioProducer(n: number): KhoProducer {
       save(ctx.kho, pas);
     },
     onRestore(ctx, sub) {
+      const t0 = performance.now();
       const kho = ctx.kho;
       const list = kho.machine.memory.read(sub.phys, Number(sub.size));
       const dv = new DataView(list.buffer);
@@ -88,11 +95,23 @@ function folioProducer(n: number): KhoProducer {
         pas.push(pa);
       }
       save(kho, pas);
+      producerMs += performance.now() - t0;
     },
   };
 }
 
-function hops(checked: boolean): { hopsPerSec: number; msPerHop: number } {
+interface HopTiming {
+  hopsPerSec: number;
+  msPerHop: number;
+  /** Of msPerHop: the producer's restore + re-preserve of every folio (and its list blob). */
+  producerMsPerHop: number;
+  /** Of msPerHop: the rest (kexec load, handover, clobber, the whole next boot, checker). */
+  kernelMsPerHop: number;
+  /** The warm-up hops' own rate. */
+  warmupHopsPerSec: number;
+}
+
+function hops(checked: boolean): HopTiming {
   let k = Kernel.boot(Machine.create({ memory: '4G' }), {
     image: IMAGE,
     cmdline: CMD,
@@ -103,11 +122,21 @@ function hops(checked: boolean): { hopsPerSec: number; msPerHop: number } {
     k = checked ? kexecChecked(k).next : k.kexecExec();
     if (k.kexecCount < 1) throw new Error('handover lost');
   };
-  for (let i = 0; i < 3; i++) hop();
+  const w0 = process.hrtime.bigint();
+  for (let i = 0; i < WARMUP; i++) hop();
+  const wns = Number(process.hrtime.bigint() - w0);
+  producerMs = 0;
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < HOPS; i++) hop();
   const ns = Number(process.hrtime.bigint() - t0);
-  return { hopsPerSec: (HOPS * 1e9) / ns, msPerHop: ns / 1e6 / HOPS };
+  const msPerHop = ns / 1e6 / HOPS;
+  return {
+    hopsPerSec: (HOPS * 1e9) / ns,
+    msPerHop,
+    producerMsPerHop: producerMs / HOPS,
+    kernelMsPerHop: msPerHop - producerMs / HOPS,
+    warmupHopsPerSec: WARMUP > 0 ? (WARMUP * 1e9) / wns : 0,
+  };
 }
 
 function mem(): { rss: number; heap: number } {
@@ -130,7 +159,15 @@ const checked = hops(true);
 const results = {
   date: new Date().toISOString(),
   node: process.version,
-  kexec: { machine: '4G', folios: FOLIOS, hops: HOPS, plain, checked, target: '>= 1000 hops/s' },
+  kexec: {
+    machine: '4G',
+    folios: FOLIOS,
+    hops: HOPS,
+    warmupHops: WARMUP,
+    plain,
+    checked,
+    target: '>= 1000 hops/s',
+  },
   memory1T: {
     machineOnlyMiB: machineOnly,
     withKernelMiB: withKernel,
@@ -142,12 +179,12 @@ const results = {
   },
 };
 console.log(`kexec hops (4 GiB, ${FOLIOS} folios restored and re-preserved per hop):`);
-console.log(
-  `  plain:            ${plain.hopsPerSec.toFixed(1)} hops/s (${plain.msPerHop.toFixed(2)} ms/hop)`,
-);
-console.log(
-  `  with invariants:  ${checked.hopsPerSec.toFixed(1)} hops/s (${checked.msPerHop.toFixed(2)} ms/hop)`,
-);
+const row = (name: string, t: HopTiming) =>
+  console.log(
+    `  ${name.padEnd(17)} ${t.hopsPerSec.toFixed(1)} hops/s (${t.msPerHop.toFixed(2)} ms/hop: producer ${t.producerMsPerHop.toFixed(2)}, kernel ${t.kernelMsPerHop.toFixed(2)}); warm-up ${t.warmupHopsPerSec.toFixed(1)} hops/s`,
+  );
+row('plain:', plain);
+row('with invariants:', checked);
 console.log('1 TiB machine model, RSS growth after GC:');
 console.log(
   `  machine only:     ${machineOnly.toFixed(1)} MiB RSS, ${(afterMachine.heap - base.heap).toFixed(1)} MiB heap`,
