@@ -61,9 +61,11 @@ const redirArb = fc.constantFrom(
 const innerRedirArb = fc.constantFrom('', '', ' < f1', ' 2>&1', ' > /dev/null');
 const pipelineArb = fc
   .tuple(fc.boolean(), fc.array(fc.tuple(simpleArb, innerRedirArb), { maxLength: 2 }), simpleArb, redirArb)
-  .map(
-    ([neg, inner, last, r]) => (neg ? '! ' : '') + [...inner.map(([c, ir]) => c + ir), last + r].join(' | '),
-  );
+  .map(([neg, inner, last, r0]) => {
+    // A part reading f1 while the last part truncates it is a race in bash too: write f2 instead.
+    const r = r0 === ' > f1' && inner.some(([, ir]) => ir === ' < f1') ? ' > f2' : r0;
+    return (neg ? '! ' : '') + [...inner.map(([c, ir]) => c + ir), last + r].join(' | ');
+  });
 const andOrArb = fc
   .tuple(pipelineArb, fc.array(fc.tuple(fc.constantFrom('&&', '||'), pipelineArb), { maxLength: 2 }))
   .map(([p, rest]) => p + rest.map(([op, q]) => ` ${op} ${q}`).join(''));
