@@ -42,7 +42,14 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${toJson(value)}\n`);
 }
 
-export const color = pc;
+/**
+ * Colours for human output: on only when stdout is a terminal (or FORCE_COLOR is set), never with NO_COLOR.
+ * picocolors' own default also turns colour on whenever a `CI` variable exists, which would put escape codes
+ * into piped output and logs.
+ */
+export const colorEnabled =
+  !('NO_COLOR' in process.env) && ('FORCE_COLOR' in process.env || process.stdout.isTTY === true);
+export const color = pc.createColors(colorEnabled);
 
 let brokenPipeGuard = false;
 

@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerCommands } from './commands/index.ts';
-import { EXIT_USAGE, reportError } from './common.ts';
+import { EXIT_USAGE, exitQuietlyOnBrokenPipe, reportError } from './common.ts';
 
 export function buildProgram(): Command {
   const program = new Command('kho')
@@ -38,6 +38,7 @@ export async function main(argv: string[]): Promise<number> {
 
 const invoked = process.argv[1] ?? '';
 if (invoked.endsWith('main.ts') || invoked.endsWith('kho.js') || invoked.endsWith('/kho')) {
+  exitQuietlyOnBrokenPipe(); // `kho demo | head` ends quietly for every command, not only `kho fdt`
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

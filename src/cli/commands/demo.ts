@@ -16,10 +16,9 @@
  * 1 otherwise. `--json` prints only a summary object (docs in the module: `DemoSummary`).
  */
 import type { Command } from 'commander';
-import pc from 'picocolors';
 import { KhoError } from '../../errors.ts';
 import { DEFAULT_CMDLINE, DEFAULT_MEM, Session } from '../../sim/session/session.ts';
-import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, reportError, toJson } from '../common.ts';
+import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, color as pc, reportError, toJson } from '../common.ts';
 import { type Io, stdio } from './inspect.ts';
 
 export interface DemoOptions {
