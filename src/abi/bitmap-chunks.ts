@@ -85,6 +85,77 @@ function bitIndex(j: number, k: number, le: boolean): number {
   return le ? j * 8 + k : (j >> 3) * 64 + (7 - (j & 7)) * 8 + k;
 }
 
+/** A chunk or bitmap pointer that is unaligned or outside the image, or null. */
+function pointerProblem(
+  mem: PhysMemory,
+  pa: bigint,
+  pageSize: number,
+  what: string,
+  path: string,
+): KhoError | null {
+  if (pa % BigInt(pageSize) !== 0n) {
+    return new KhoError('KHO_CHUNK_UNALIGNED', `${what} ${hex(pa)} is not page-aligned`, { path });
+  }
+  if (!mem.has(pa, pageSize)) {
+    return new KhoError('KHO_PTR_OUTSIDE_MEMORY', `${what} ${hex(pa)} is outside the memory image`, { path });
+  }
+  return null;
+}
+
+/** A chunk reached twice, or one past the cap, or null. */
+function listProblem(
+  seen: Set<bigint>,
+  pa: bigint,
+  count: number,
+  maxChunks: number,
+  path: string,
+): KhoError | null {
+  if (seen.has(pa)) {
+    return new KhoError('KHO_CHUNK_LOOP', `chunk ${hex(pa)} is reached a second time`, {
+      path,
+      expected: 'a chunk list ending with next = 0',
+    });
+  }
+  if (count >= maxChunks)
+    return new KhoError('KHO_CHUNK_TOO_MANY', `more than ${maxChunks} chunks`, { path });
+  return null;
+}
+
+/** A chunk's header (`next`, `order`, `num_elms`) and what is wrong with its count or order, if anything. */
+function readChunkHeader(
+  mem: PhysMemory,
+  pa: bigint,
+  pageSize: number,
+  le: boolean,
+  path: string,
+): { dv: DataView; next: bigint; order: number; numElms: number; problem: KhoError | null } {
+  const cap = chunkCapacity(pageSize);
+  const shift = Math.log2(pageSize);
+  const dv = view(mem.read(pa, pageSize));
+  const next = dv.getBigUint64(0, le);
+  const order = dv.getUint32(8, le);
+  const numElms = dv.getUint32(12, le);
+  let problem: KhoError | null = null;
+  if (numElms > cap) {
+    problem = new KhoError(
+      'KHO_CHUNK_BAD_COUNT',
+      `num_elms ${numElms} exceeds the ${cap} entries a chunk holds`,
+      {
+        path,
+        offset: 12,
+        expected: `0..${cap}`,
+      },
+    );
+  } else if (order + shift >= 64) {
+    problem = new KhoError('KHO_CHUNK_BAD_ORDER', `order ${order} cannot address any block`, {
+      path,
+      offset: 8,
+      expected: `below ${64 - shift}`,
+    });
+  }
+  return { dv, next, order, numElms, problem };
+}
+
 function walk(
   mem: PhysMemory,
   head: bigint,
@@ -94,69 +165,32 @@ function walk(
   const pageSize = opts.pageSize ?? 4096;
   const shift = Math.log2(pageSize);
   const le = (opts.endian ?? 'little') === 'little';
-  const cap = chunkCapacity(pageSize);
   const maxBlocks = opts.maxBlocks ?? 1 << 22;
   const maxChunks = opts.maxChunks ?? 1 << 16;
-  const ps = BigInt(pageSize);
   const chunks: BitmapChunk[] = [];
   const blocks: PreservedBlock[] = [];
   const seenChunks = new Set<bigint>();
   const seenBitmaps = new Set<bigint>();
   const pageOk = (pa: bigint, what: string, path: string): boolean => {
-    if (pa % ps !== 0n) {
-      issue(new KhoError('KHO_CHUNK_UNALIGNED', `${what} ${hex(pa)} is not page-aligned`, { path }));
-      return false;
-    }
-    if (!mem.has(pa, pageSize)) {
-      issue(
-        new KhoError('KHO_PTR_OUTSIDE_MEMORY', `${what} ${hex(pa)} is outside the memory image`, { path }),
-      );
-      return false;
-    }
-    return true;
+    const problem = pointerProblem(mem, pa, pageSize, what, path);
+    if (problem) issue(problem);
+    return problem === null;
   };
   for (let pa = head; pa !== 0n; ) {
     const path = `chunk[${chunks.length}] (${physPath(pa)})`;
-    if (seenChunks.has(pa)) {
-      issue(
-        new KhoError('KHO_CHUNK_LOOP', `chunk ${hex(pa)} is reached a second time`, {
-          path,
-          expected: 'a chunk list ending with next = 0',
-        }),
-      );
-      break;
-    }
-    if (chunks.length >= maxChunks) {
-      issue(new KhoError('KHO_CHUNK_TOO_MANY', `more than ${maxChunks} chunks`, { path }));
+    const listErr = listProblem(seenChunks, pa, chunks.length, maxChunks, path);
+    if (listErr) {
+      issue(listErr);
       break;
     }
     if (!pageOk(pa, 'chunk', path)) break;
     seenChunks.add(pa);
-    const dv = view(mem.read(pa, pageSize));
-    const next = dv.getBigUint64(0, le);
-    const order = dv.getUint32(8, le);
-    const numElms = dv.getUint32(12, le);
+    const { dv, next, order, numElms, problem } = readChunkHeader(mem, pa, pageSize, le, path);
     const chunk: BitmapChunk = { pa, next, order, entries: [] };
     chunks.push(chunk);
     pa = next;
-    if (numElms > cap) {
-      issue(
-        new KhoError('KHO_CHUNK_BAD_COUNT', `num_elms ${numElms} exceeds the ${cap} entries a chunk holds`, {
-          path,
-          offset: 12,
-          expected: `0..${cap}`,
-        }),
-      );
-      continue;
-    }
-    if (order + shift >= 64) {
-      issue(
-        new KhoError('KHO_CHUNK_BAD_ORDER', `order ${order} cannot address any block`, {
-          path,
-          offset: 8,
-          expected: `below ${64 - shift}`,
-        }),
-      );
+    if (problem) {
+      issue(problem);
       continue;
     }
     const blockShift = BigInt(order + shift);
@@ -470,7 +504,6 @@ export function decodeBitmapChunksPacked(
   const pageSize = opts.pageSize ?? 4096;
   const shift = Math.log2(pageSize);
   const le = (opts.endian ?? 'little') === 'little';
-  const cap = chunkCapacity(pageSize);
   const maxBlocks = opts.maxBlocks ?? 1 << 22;
   const maxChunks = opts.maxChunks ?? 1 << 16;
   const ps = BigInt(pageSize);
@@ -491,53 +524,20 @@ export function decodeBitmapChunksPacked(
     return { head, chunks, blocks };
   };
   const pageOk = (pa: bigint, what: string, path: string): void => {
-    if (pa % ps !== 0n)
-      fail(new KhoError('KHO_CHUNK_UNALIGNED', `${what} ${hex(pa)} is not page-aligned`, { path }));
-    if (!mem.has(pa, pageSize)) {
-      fail(
-        new KhoError('KHO_PTR_OUTSIDE_MEMORY', `${what} ${hex(pa)} is outside the memory image`, { path }),
-      );
-    }
+    const problem = pointerProblem(mem, pa, pageSize, what, path);
+    if (problem) fail(problem);
   };
   for (let pa = head; pa !== 0n; ) {
     const path = `chunk[${chunks.length}] (${physPath(pa)})`;
-    if (seenChunks.has(pa)) {
-      fail(
-        new KhoError('KHO_CHUNK_LOOP', `chunk ${hex(pa)} is reached a second time`, {
-          path,
-          expected: 'a chunk list ending with next = 0',
-        }),
-      );
-    }
-    if (chunks.length >= maxChunks)
-      fail(new KhoError('KHO_CHUNK_TOO_MANY', `more than ${maxChunks} chunks`, { path }));
+    const listErr = listProblem(seenChunks, pa, chunks.length, maxChunks, path);
+    if (listErr) fail(listErr);
     pageOk(pa, 'chunk', path);
     seenChunks.add(pa);
-    const dv = view(mem.read(pa, pageSize));
-    const next = dv.getBigUint64(0, le);
-    const order = dv.getUint32(8, le);
-    const numElms = dv.getUint32(12, le);
+    const { dv, next, order, numElms, problem } = readChunkHeader(mem, pa, pageSize, le, path);
     const chunk: BitmapChunk = { pa, next, order, entries: [] };
     chunks.push(chunk);
     pa = next;
-    if (numElms > cap) {
-      fail(
-        new KhoError('KHO_CHUNK_BAD_COUNT', `num_elms ${numElms} exceeds the ${cap} entries a chunk holds`, {
-          path,
-          offset: 12,
-          expected: `0..${cap}`,
-        }),
-      );
-    }
-    if (order + shift >= 64) {
-      fail(
-        new KhoError('KHO_CHUNK_BAD_ORDER', `order ${order} cannot address any block`, {
-          path,
-          offset: 8,
-          expected: `below ${64 - shift}`,
-        }),
-      );
-    }
+    if (problem) fail(problem);
     const step = 2 ** order;
     for (let i = 0; i < numElms; i++) {
       const physStart = dv.getBigUint64(16 + i * 16, le);
